@@ -1,0 +1,183 @@
+"""The one Arrow schema of stored flows, and the only place that maps a column to an
+Arrow type.
+
+Columns, in order: the contract's core fields (CSV record output lists these first),
+the IPv6 twins of the address columns, per-datagram facts, then one column for every
+element ``parsers/elements.py`` can produce (VMware vDS tenant addresses and ports,
+VXLAN segment id, NAT, MPLS, ...), then ``extra_fields``: a map from ``"PEN:id"`` to the
+raw bytes of every field nobody maps, so no exported byte is lost.
+
+Addresses: an address column ``X`` holds IPv4 addresses as ``uint32`` and its twin
+``X6`` holds IPv6 addresses as 16 bytes; exactly one of the two is set for a flow.
+Grouping and filtering on a ``uint32`` column is ~4x faster in Arrow than on
+``fixed_size_binary(16)`` (measured, 10 M rows), and most traffic is IPv4.
+Times are UTC timestamps with millisecond resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+
+from parsers.elements import ColumnSpec, ElementKind, column_specs
+from parsers.events import ColumnValues, FlowBatch, VarBinary
+
+TIME_TYPE: Final = pa.timestamp("ms", tz="UTC")
+IPV4_TYPE: Final = pa.uint32()
+IPV6_TYPE: Final = pa.binary(16)
+MAC_TYPE: Final = pa.binary(6)
+EXTRA_FIELDS_TYPE: Final = pa.map_(pa.string(), pa.binary())
+_NS_PER_MS: Final = 1_000_000
+
+#: the contract's core fields, in the contract's order
+CORE_FIELDS: Final = (
+    pa.field("time_start", TIME_TYPE),
+    pa.field("time_end", TIME_TYPE),
+    pa.field("proto", pa.uint8()),
+    pa.field("src_addr", IPV4_TYPE),
+    pa.field("src_port", pa.uint16()),
+    pa.field("dst_addr", IPV4_TYPE),
+    pa.field("dst_port", pa.uint16()),
+    pa.field("tcp_flags", pa.uint16()),
+    pa.field("tos", pa.uint8()),
+    pa.field("packets", pa.uint64()),
+    pa.field("bytes", pa.uint64()),
+    pa.field("in_if", pa.uint32()),
+    pa.field("out_if", pa.uint32()),
+    pa.field("src_as", pa.uint32()),
+    pa.field("dst_as", pa.uint32()),
+    pa.field("src_mask", pa.uint8()),
+    pa.field("dst_mask", pa.uint8()),
+    pa.field("next_hop", IPV4_TYPE),
+    pa.field("exporter", IPV4_TYPE),
+    pa.field("observation_domain", pa.uint32()),
+    pa.field("time_received", TIME_TYPE),
+    pa.field("sampling_interval", pa.uint32()),
+)
+
+#: facts of the export datagram rather than of an element
+DATAGRAM_FIELDS: Final = (
+    pa.field("src_addr6", IPV6_TYPE),
+    pa.field("dst_addr6", IPV6_TYPE),
+    pa.field("next_hop6", IPV6_TYPE),
+    pa.field("exporter6", IPV6_TYPE),
+    pa.field("exporter_port", pa.uint16()),
+    pa.field("flow_version", pa.uint8()),
+    pa.field("engine_type", pa.uint8()),
+    pa.field("engine_id", pa.uint8()),
+)
+
+
+def arrow_type(spec: ColumnSpec) -> pa.DataType:
+    """The Arrow type of an element column."""
+    kind = spec.kind
+    if kind is ElementKind.UNSIGNED:
+        return {1: pa.uint8(), 2: pa.uint16(), 4: pa.uint32()}.get(spec.size, pa.uint64())
+    if kind is ElementKind.SIGNED:
+        return {1: pa.int8(), 2: pa.int16(), 4: pa.int32()}.get(spec.size, pa.int64())
+    if kind is ElementKind.FLOAT:
+        return pa.float64()
+    if kind is ElementKind.BOOLEAN:
+        return pa.bool_()
+    if kind is ElementKind.IPV4:
+        return IPV4_TYPE
+    if kind is ElementKind.IPV6:
+        return IPV6_TYPE
+    if kind is ElementKind.MAC:
+        return MAC_TYPE
+    if kind is ElementKind.STRING:
+        return pa.string()
+    if kind in (ElementKind.OCTETS, ElementKind.LIST):
+        return pa.binary()
+    return TIME_TYPE  # every time kind becomes an absolute timestamp
+
+
+def _build_schema() -> pa.Schema:
+    fields = list(CORE_FIELDS) + list(DATAGRAM_FIELDS)
+    known = {f.name for f in fields}
+    for column, spec in column_specs().items():
+        if column not in known:
+            fields.append(pa.field(column, arrow_type(spec)))
+            known.add(column)
+    fields.append(pa.field("extra_fields", EXTRA_FIELDS_TYPE))
+    return pa.schema(fields)
+
+
+FLOW_SCHEMA: Final = _build_schema()
+TIME_COLUMNS: Final = frozenset(f.name for f in FLOW_SCHEMA if f.type == TIME_TYPE)
+
+
+def _arrow_array(values: ColumnValues, arrow: pa.DataType, column: str) -> pa.Array:
+    if isinstance(values, VarBinary):
+        return _var_binary_array(values, arrow)
+    if arrow == TIME_TYPE:
+        return pa.array(np.floor_divide(values, _NS_PER_MS), type=pa.int64()).cast(arrow)
+    if pa.types.is_fixed_size_binary(arrow):
+        rows = np.ascontiguousarray(values, dtype=np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != arrow.byte_width:
+            raise ValueError(f"{column}: expected rows of {arrow.byte_width} bytes")
+        return pa.FixedSizeBinaryArray.from_buffers(arrow, len(rows), [None, pa.py_buffer(rows)])
+    return pa.array(values, type=arrow)
+
+
+def _var_binary_array(values: VarBinary, arrow: pa.DataType) -> pa.Array:
+    large = values.offsets.dtype == np.int64
+    base = pa.large_binary() if large else pa.binary()
+    array = pa.Array.from_buffers(
+        base,
+        len(values),
+        [None, pa.py_buffer(values.offsets), pa.py_buffer(np.ascontiguousarray(values.data))],
+    )
+    if pa.types.is_string(arrow):
+        try:
+            return array.cast(pa.large_string() if large else pa.string()).cast(arrow)
+        except pa.ArrowInvalid:  # devices send Latin-1 in "UTF-8" strings
+            return pa.array(
+                [v.decode("utf-8", "replace") for v in array.to_pylist()], type=arrow
+            )
+    return array.cast(arrow) if array.type != arrow else array
+
+
+def _extra_fields_array(batch: FlowBatch) -> pa.Array:
+    rows = batch.num_rows
+    if not batch.extra_fields:
+        offsets = pa.array(np.zeros(rows + 1, dtype=np.int32))
+        empty = pa.array([], type=pa.string()), pa.array([], type=pa.binary())
+        return pa.MapArray.from_arrays(offsets, *empty, type=EXTRA_FIELDS_TYPE)
+    keys = [key for key, _ in batch.extra_fields]
+    width = len(keys)
+    value_arrays = []
+    for _, values in batch.extra_fields:
+        if isinstance(values, VarBinary):
+            value_arrays.append(_var_binary_array(values, pa.binary()))
+        else:
+            rows_bytes = np.ascontiguousarray(values, dtype=np.uint8)
+            fixed = pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(rows_bytes.shape[1]), rows, [None, pa.py_buffer(rows_bytes)]
+            )
+            value_arrays.append(fixed.cast(pa.binary()))
+    # record-major order: row 0's fields, then row 1's, ...
+    order = (np.arange(width)[None, :] * rows + np.arange(rows)[:, None]).reshape(-1)
+    values = pa.concat_arrays(value_arrays).take(pa.array(order))
+    key_array = pa.array(np.tile(np.array(keys, dtype=object), rows), type=pa.string())
+    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int32))
+    return pa.MapArray.from_arrays(offsets, key_array, values, type=EXTRA_FIELDS_TYPE)
+
+
+def to_record_batch(batch: FlowBatch, schema: pa.Schema = FLOW_SCHEMA) -> pa.RecordBatch:
+    """One Arrow record batch in ``schema`` from a parser batch; absent columns are null."""
+    unknown = set(batch.columns) - set(schema.names)
+    if unknown:
+        raise KeyError(f"columns not in the flow schema: {sorted(unknown)}")
+    arrays = []
+    for schema_field in schema:
+        name = schema_field.name
+        if name == "extra_fields":
+            arrays.append(_extra_fields_array(batch))
+        elif name in batch.columns:
+            arrays.append(_arrow_array(batch.columns[name], schema_field.type, name))
+        else:
+            arrays.append(pa.nulls(batch.num_rows, type=schema_field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
