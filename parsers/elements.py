@@ -864,9 +864,9 @@ _OTHER_VENDORS: tuple[Element, ...] = (
 
 # --- RFC 5103 reverse elements (PEN 29305) -------------------------------------------
 # (29305, id) is the reverse direction of IANA element ``id`` in a biflow record
-# (CERT YAF, CESNET ipfixprobe, Ixia). Elements that describe the exporter or the
-# record rather than a direction are never reversed (RFC 5103 §6.1); neither are the
-# padding and list containers.
+# (CERT YAF, CESNET ipfixprobe, Ixia). Elements that describe the exporter, the process
+# or the record rather than a direction have no reverse (RFC 5103; the set follows
+# logstash-codec-netflow's reverse table); neither have padding and list containers.
 _NON_REVERSIBLE: Final = frozenset(
     {40, 41, 42, 130, 131, 137, 145, 148, 149, 163, 164, 165, 166, 167, 168, 173}
     | {210, 211, 212, 213, 214, 215, 216, 217, 239, 291, 292, 293}
