@@ -47,7 +47,8 @@ class CaptureFormat(StrEnum):
 
 
 class CaptureError(Exception):
-    """The capture file itself is cut off or corrupt (not merely an odd frame in it).
+    """The capture file is cut off, corrupt, or of a link type this module cannot read
+    (an odd frame inside a sound file is skipped instead).
 
     Raised after every datagram before the damage was yielded, so a caller can keep
     those and still report the file as unreadable.

@@ -117,6 +117,7 @@ class FlowDecoder:
         Raises ``ParseError`` (and changes nothing but the drop counter) when the
         datagram is malformed.
         """
+        self.templates.expire_held(received_at_ns)
         try:
             if len(payload) < 2:
                 raise TruncatedDatagram(f"{len(payload)} bytes, no version field", 0)
@@ -530,7 +531,11 @@ class FlowDecoder:
         return records
 
     def expire(self, now_ns: int) -> int:
-        """Drop sets held longer than the limit for their template; return how many."""
+        """Drop sets held longer than the limit for their template; return how many.
+
+        ``feed_datagram`` does this with each datagram's time; a caller with quiet
+        periods (the daemon's timer) calls it too.
+        """
         return self.templates.expire_held(now_ns)
 
     def finish(self) -> None:

@@ -103,6 +103,7 @@ class TemplateCache:
         self.exporters: dict[ExporterId, ExporterTemplates] = {}
         self.template_count = 0
         self.stats = TemplateCacheStats()
+        self._oldest_held_ns: int | None = None
 
     def exporter(self, exporter: ExporterId) -> ExporterTemplates:
         """The exporter's state, created empty on first sight."""
@@ -192,6 +193,8 @@ class TemplateCache:
             self.stats.held_sets_rejected += 1
             return False
         state.held.append(held)
+        if self._oldest_held_ns is None or held.received_at_ns < self._oldest_held_ns:
+            self._oldest_held_ns = held.received_at_ns
         state.held_bytes += size
         self.stats.held_bytes += size
         self.stats.held_sets += 1
@@ -213,15 +216,26 @@ class TemplateCache:
         return released
 
     def expire_held(self, now_ns: int) -> int:
-        """Drop held sets older than the age limit; return how many."""
+        """Drop held sets older than the age limit; return how many.
+
+        Cheap when nothing is due: the oldest hold time is remembered, so the decoder
+        can call this for every datagram.
+        """
         cutoff = now_ns - self.limits.held_set_max_age_ns
+        if self._oldest_held_ns is None or self._oldest_held_ns >= cutoff:
+            return 0
         expired = 0
+        oldest: int | None = None
         for state in self.exporters.values():
             while state.held and state.held[0].received_at_ns < cutoff:
                 held = state.held.popleft()
                 state.held_bytes -= len(held.body)
                 self.stats.held_bytes -= len(held.body)
                 expired += 1
+            for held in state.held:
+                if oldest is None or held.received_at_ns < oldest:
+                    oldest = held.received_at_ns
+        self._oldest_held_ns = oldest
         self.stats.held_sets_expired += expired
         return expired
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import json
 import socket
 import struct
 from decimal import Decimal
-from functools import cache
-from pathlib import Path
 
 import dpkt
 import pytest
@@ -26,9 +23,9 @@ from parsers.capture import (
     read_capture,
     split_export_messages,
 )
+from tests.corpus import corpus_dir, expected, require_corpus
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-NO_CORPUS = f"corpus not found at {CORPUS}"
+NO_CORPUS = f"shared corpus not found at {corpus_dir()}"
 
 EXPORTER = "192.0.2.10"
 COLLECTOR = "192.0.2.1"
@@ -40,27 +37,20 @@ T0 = 1_700_000_000  # a capture time, whole seconds
 # --- corpus ----------------------------------------------------------------------------
 
 
-@cache
-def _expected() -> dict:
-    return json.loads((CORPUS / "expected.json").read_text())
-
-
 def _corpus_files(*formats: str) -> list:
     """expected.json "files" entries of the given formats, as test parameters."""
-    if not CORPUS.is_dir():
+    if not (corpus_dir() / "expected.json").is_file():
         return [pytest.param("", marks=pytest.mark.skip(reason=NO_CORPUS))]
-    files = _expected()["files"]
+    files = expected()["files"]
     return sorted(name for name, facts in files.items() if facts["format"] in formats)
 
 
 def _corpus_bytes(name: str) -> bytes:
-    if not CORPUS.is_dir():
-        pytest.skip(NO_CORPUS)
-    return (CORPUS / name).read_bytes()
+    return (require_corpus() / name).read_bytes()
 
 
 def _facts(name: str) -> dict:
-    return _expected()["files"][name]
+    return expected()["files"][name]
 
 
 PCAP_FORMATS = ("pcap", "pcap-ns")  # expected.json "format"; pcap-ns: nanosecond magic
@@ -107,10 +97,10 @@ def test_corpus_pcap_payloads_are_whole_export_messages(name: str) -> None:
 
 
 def _pcap_groups() -> list:
-    if not CORPUS.is_dir():
+    if not (corpus_dir() / "expected.json").is_file():
         return [pytest.param(None, marks=pytest.mark.skip(reason=NO_CORPUS))]
-    files = _expected()["files"]
-    groups = _expected()["groups"]
+    files = expected()["files"]
+    groups = expected()["groups"]
     return [
         pytest.param(group, id=group["id"])
         for group in groups
@@ -285,17 +275,20 @@ def _times(datagrams: list[CapturedDatagram]) -> list[int]:
 
 
 PAYLOAD = _ipfix_message(b"\x01\x00\x00\x08abcd")
+CAPTURE_MAGICS = [  # pcap: us LE, us BE, ns LE, ns BE; then pcapng
+    b"\xd4\xc3\xb2\xa1",
+    b"\xa1\xb2\xc3\xd4",
+    b"\x4d\x3c\xb2\xa1",
+    b"\xa1\xb2\x3c\x4d",
+    b"\x0a\x0d\x0d\x0a",
+]
 
 
 def test_detects_every_capture_magic() -> None:
-    for magic in (
-        b"\xd4\xc3\xb2\xa1",
-        b"\xa1\xb2\xc3\xd4",
-        b"\x4d\x3c\xb2\xa1",
-        b"\xa1\xb2\x3c\x4d",
-    ):
+    *pcap_magics, pcapng_magic = CAPTURE_MAGICS
+    for magic in pcap_magics:
         assert detect_capture_format(magic + bytes(20)) is CaptureFormat.PCAP
-    assert detect_capture_format(b"\x0a\x0d\x0d\x0a" + bytes(24)) is CaptureFormat.PCAPNG
+    assert detect_capture_format(pcapng_magic + bytes(24)) is CaptureFormat.PCAPNG
     for raw in (b"", b"\x00\x05", PAYLOAD, _v5_message(1)):
         assert detect_capture_format(raw) is CaptureFormat.RAW
 
@@ -681,14 +674,6 @@ def test_split_unrecognised_or_tiny_input_is_one_message() -> None:
 
 
 # --- properties ------------------------------------------------------------------------
-
-CAPTURE_MAGICS = [
-    b"\xd4\xc3\xb2\xa1",
-    b"\xa1\xb2\xc3\xd4",
-    b"\x4d\x3c\xb2\xa1",
-    b"\xa1\xb2\x3c\x4d",
-    b"\x0a\x0d\x0d\x0a",
-]
 
 
 def _mutations(seed: bytes) -> st.SearchStrategy[bytes]:
