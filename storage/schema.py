@@ -12,6 +12,12 @@ Addresses: an address column ``X`` holds IPv4 addresses as ``uint32`` and its tw
 Grouping and filtering on a ``uint32`` column is ~4x faster in Arrow than on
 ``fixed_size_binary(16)`` (measured, 10 M rows), and most traffic is IPv4.
 Times are UTC timestamps with millisecond resolution.
+
+The schema is wide (every element has a column) but each batch and each file holds only
+the columns its exporters sent: an Arrow null column still allocates its full data
+buffer (8 bytes per row for ``uint64``), so ``to_record_batch`` builds the contract's
+core columns plus the ones present, in schema order, and readers open files with
+``FLOW_SCHEMA`` so absent columns read as null.
 """
 
 from __future__ import annotations
@@ -166,18 +172,32 @@ def _extra_fields_array(batch: FlowBatch) -> pa.Array:
     return pa.MapArray.from_arrays(offsets, key_array, values, type=EXTRA_FIELDS_TYPE)
 
 
-def to_record_batch(batch: FlowBatch, schema: pa.Schema = FLOW_SCHEMA) -> pa.RecordBatch:
-    """One Arrow record batch in ``schema`` from a parser batch; absent columns are null."""
-    unknown = set(batch.columns) - set(schema.names)
+CORE_COLUMNS: Final = frozenset(f.name for f in CORE_FIELDS)
+
+
+def to_record_batch(batch: FlowBatch, complete: bool = False) -> pa.RecordBatch:
+    """One Arrow record batch from a parser batch, fields in ``FLOW_SCHEMA`` order.
+
+    Holds the core columns (null where absent) and the columns the batch has, plus
+    ``extra_fields`` when some field went there; ``complete=True`` gives every schema
+    column (costly: see the module docstring), for tests and small outputs.
+    """
+    unknown = set(batch.columns) - set(FLOW_SCHEMA.names)
     if unknown:
         raise KeyError(f"columns not in the flow schema: {sorted(unknown)}")
-    arrays = []
-    for schema_field in schema:
+    fields, arrays = [], []
+    for schema_field in FLOW_SCHEMA:
         name = schema_field.name
         if name == "extra_fields":
-            arrays.append(_extra_fields_array(batch))
+            if not (batch.extra_fields or complete):
+                continue
+            array = _extra_fields_array(batch)
         elif name in batch.columns:
-            arrays.append(_arrow_array(batch.columns[name], schema_field.type, name))
+            array = _arrow_array(batch.columns[name], schema_field.type, name)
+        elif name in CORE_COLUMNS or complete:
+            array = pa.nulls(batch.num_rows, type=schema_field.type)
         else:
-            arrays.append(pa.nulls(batch.num_rows, type=schema_field.type))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+            continue
+        fields.append(schema_field)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
