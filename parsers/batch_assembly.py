@@ -27,20 +27,45 @@ from parsers.timebase import (
     time_field_to_unix_ns,
 )
 
-#: per-datagram context, one row per datagram that staged records (see decoder.py)
-CONTEXT_DTYPE: Final = np.dtype(
-    [
-        ("version", "u1"),
-        ("domain", "u4"),
-        ("export_ns", "i8"),
-        ("header_uptime_ms", "i8"),  # -1: the version has no uptime in its header
-        ("system_init_ns", "i8"),  # UNKNOWN_NS unless an options record said
-        ("received_at_ns", "i8"),
-        ("sampling", "u4"),
-        ("engine_type", "u1"),
-        ("engine_id", "u1"),
-    ]
+#: per-datagram context fields, in the order of the decoder's context tuples
+CONTEXT_FIELDS: Final = (
+    "version",
+    "domain",
+    "export_ns",
+    "header_uptime_ms",  # -1: the version has no uptime in its header (IPFIX)
+    "system_init_ns",  # UNKNOWN_NS unless an options record said
+    "received_at_ns",
+    "sampling",
+    "engine_type",
+    "engine_id",
 )
+_CONTEXT_INDEX: Final = {name: i for i, name in enumerate(CONTEXT_FIELDS)}
+
+
+class ContextTable:
+    """Per-record copies of the datagram contexts: one int64 row per record.
+
+    A plain 2-D int64 array is several times cheaper to build from tuples and to take
+    rows from than a structured array; columns are read by name.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    @classmethod
+    def from_tuples(cls, contexts: list[tuple]) -> ContextTable:
+        return cls(np.array(contexts, dtype=np.int64).reshape(len(contexts), len(CONTEXT_FIELDS)))
+
+    def take(self, index: np.ndarray) -> ContextTable:
+        return ContextTable(self.rows.take(index, axis=0))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.rows[:, _CONTEXT_INDEX[name]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
 def _column_dtype(column: str) -> np.dtype:
@@ -50,7 +75,7 @@ def _column_dtype(column: str) -> np.dtype:
     return np.dtype(f"u{spec.size}")
 
 
-def _clock(context: np.ndarray, system_init_ns: np.ndarray | None) -> ExportClock:
+def _clock(context: ContextTable, system_init_ns: np.ndarray | None) -> ExportClock:
     uptime = context["header_uptime_ms"]
     has_uptime = bool(len(uptime)) and bool((uptime >= 0).all())
     init = context["system_init_ns"] if system_init_ns is None else system_init_ns
@@ -59,7 +84,7 @@ def _clock(context: np.ndarray, system_init_ns: np.ndarray | None) -> ExportCloc
 
 def _sampling(
     columns: dict[str, ColumnValues],
-    context: np.ndarray,
+    context: ContextTable,
     state: ExporterState,
     version: int,
 ) -> np.ndarray:
@@ -112,7 +137,7 @@ def _exporter_columns(state: ExporterState, rows: int) -> dict[str, ColumnValues
 
 
 def assemble_flow_batch(
-    raw: RawColumns, context: np.ndarray, state: ExporterState, version: int
+    raw: RawColumns, context: ContextTable, state: ExporterState, version: int
 ) -> FlowBatch:
     """Finish one template's records: times, exporter, domain, sampling."""
     columns = dict(raw.columns)
@@ -143,7 +168,7 @@ def assemble_flow_batch(
 
 def _add_context_columns(
     columns: dict[str, ColumnValues],
-    context: np.ndarray,
+    context: ContextTable,
     state: ExporterState,
     version: int,
     rows: int,
@@ -157,7 +182,7 @@ def _add_context_columns(
     columns.setdefault("engine_id", context["engine_id"].astype(np.uint8))
 
 
-def assemble_v5_batch(buffer: bytes, context: np.ndarray, state: ExporterState) -> FlowBatch:
+def assemble_v5_batch(buffer: bytes, context: ContextTable, state: ExporterState) -> FlowBatch:
     """NetFlow v5 records: one fixed dtype, times from the header's uptime."""
     rows = len(context)
     records = np.frombuffer(buffer, dtype=V5_RECORD_DTYPE, count=rows)
@@ -195,7 +220,7 @@ def _python_values(values: ColumnValues, column: str | None) -> list[object]:
 
 def options_records(
     raw: RawColumns,
-    context: np.ndarray,
+    context: ContextTable,
     state: ExporterState,
     version: int,
     template_id: int,
@@ -227,8 +252,8 @@ def options_records(
 
 
 __all__ = [
-    "CONTEXT_DTYPE",
     "UNKNOWN_NS",
+    "ContextTable",
     "assemble_flow_batch",
     "assemble_v5_batch",
     "options_records",

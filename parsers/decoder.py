@@ -22,7 +22,7 @@ import numpy as np
 
 from parsers import ipfix, netflow_v5, netflow_v9
 from parsers.batch_assembly import (
-    CONTEXT_DTYPE,
+    ContextTable,
     assemble_flow_batch,
     assemble_v5_batch,
     options_records,
@@ -79,22 +79,39 @@ class _Pending:
     positions: list[list[int]] = field(default_factory=list)  # variable-length only
 
 
-@dataclass(slots=True)
 class _ParsedDatagram:
-    """Everything a datagram would change, applied only once it parsed completely."""
+    """Everything a datagram would change, applied only once it parsed completely.
 
-    version: int
-    domain: int
-    context: tuple
-    changes: dict[TemplateKey, RecordLayout | None] = field(default_factory=dict)
-    staged: list[tuple[RecordLayout, bytes, int, VarlenIndex | None]] = field(default_factory=list)
-    held: list[tuple[TemplateKey, bytes]] = field(default_factory=list)
-    options: list[tuple[RecordLayout, bytes, int, VarlenIndex | None]] = field(default_factory=list)
-    memo: list[tuple[tuple[int, int, int, bytes], list[TemplateSpec]]] = field(default_factory=list)
-    sequence: int = 0
-    #: sequence units this message carries (v9: 1 packet; IPFIX: data records, None
-    #: when a set's template is unknown and its record count with it)
-    units: int | None = 1
+    A plain slotted class with containers created on first use: most datagrams carry
+    only data sets for known templates, and this object is built for every one.
+    """
+
+    __slots__ = (
+        "changes",
+        "context",
+        "domain",
+        "held",
+        "memo",
+        "options",
+        "sequence",
+        "staged",
+        "units",
+        "version",
+    )
+
+    def __init__(self, version: int, domain: int, context: tuple, sequence: int) -> None:
+        self.version = version
+        self.domain = domain
+        self.context = context
+        self.sequence = sequence
+        self.staged: list[tuple[RecordLayout, bytes, int, VarlenIndex | None]] = []
+        self.changes: dict[TemplateKey, RecordLayout | None] | None = None
+        self.held: list[tuple[TemplateKey, bytes]] | None = None
+        self.options: list[tuple[RecordLayout, bytes, int, VarlenIndex | None]] | None = None
+        self.memo: list[tuple[tuple[int, int, int, bytes], list[TemplateSpec]]] | None = None
+        #: sequence units this message carries (v9: 1 packet; IPFIX: data records, None
+        #: when a set's template is unknown and its record count with it)
+        self.units: int | None = 1
 
 
 class FlowDecoder:
@@ -134,6 +151,10 @@ class FlowDecoder:
             self.stats.dropped[error.reason.value] += 1
             raise
         return self._commit(parsed, exporter, received_at_ns)
+
+    def exporter_state(self, exporter: ExporterId) -> ExporterState:
+        """The per-exporter state (counters, sampling, clocks), created on first use."""
+        return self._state(exporter)
 
     def _state(self, exporter: ExporterId) -> ExporterState:
         state = self.exporters.get(exporter)
@@ -209,7 +230,7 @@ class FlowDecoder:
             (source_id >> 8) & 0xFF,  # nfdump's reading of the v9 source id
             source_id & 0xFF,
         )
-        parsed = _ParsedDatagram(9, source_id, context, sequence=sequence)
+        parsed = _ParsedDatagram(9, source_id, context, sequence)
         self._walk_sets(data, netflow_v9.HEADER_SIZE, size, exporter, parsed, is_ipfix=False)
         return parsed
 
@@ -235,7 +256,7 @@ class FlowDecoder:
             (domain >> 8) & 0xFF,
             domain & 0xFF,
         )
-        parsed = _ParsedDatagram(10, domain, context, sequence=sequence)
+        parsed = _ParsedDatagram(10, domain, context, sequence)
         self._walk_sets(data, ipfix.HEADER_SIZE, length, exporter, parsed, is_ipfix=True)
         return parsed
 
@@ -252,7 +273,6 @@ class FlowDecoder:
     ) -> None:
         version, domain = parsed.version, parsed.domain
         layouts = self._layouts(exporter)
-        changes = parsed.changes
         template_set = ipfix.TEMPLATE_SET_ID if is_ipfix else netflow_v9.TEMPLATE_FLOWSET_ID
         options_set = (
             ipfix.OPTIONS_TEMPLATE_SET_ID if is_ipfix else netflow_v9.OPTIONS_TEMPLATE_FLOWSET_ID
@@ -278,17 +298,22 @@ class FlowDecoder:
             body_offset = position + 4
             if set_id >= 256:
                 key = (version, domain, set_id)
+                changes = parsed.changes
                 layout = changes.get(key, _MISSING) if changes else _MISSING
                 if layout is _MISSING:
                     layout = layouts.get(key)
                 body = data[body_offset:set_end]
                 if layout is None:
+                    if parsed.held is None:
+                        parsed.held = []
                     parsed.held.append((key, body))
                     unknown_units = True
                 else:
                     staged = _stage_set(layout, body, body_offset)  # type: ignore[arg-type]
                     records += staged[2]
                     if layout.template.is_options:  # type: ignore[union-attr]
+                        if parsed.options is None:
+                            parsed.options = []
                         parsed.options.append(staged)
                     else:
                         parsed.staged.append(staged)
@@ -327,7 +352,12 @@ class FlowDecoder:
                 specs = netflow_v9.parse_options_template_flowset(body, body_offset)
             else:
                 specs = netflow_v9.parse_template_flowset(body, body_offset)
+            if parsed.memo is None:
+                parsed.memo = []
             parsed.memo.append((memo_key, specs))
+        if parsed.changes is None:
+            parsed.changes = {}
+        changes = parsed.changes
         limits = self.templates.limits
         layouts = self._layouts(exporter)
         for spec in specs:
@@ -341,13 +371,13 @@ class FlowDecoder:
                     body_offset,
                 )
             key = (parsed.version, parsed.domain, spec.template_id)
-            current = parsed.changes.get(key) or layouts.get(key)
+            current = changes.get(key) or layouts.get(key)
             if current is not None and current.template == spec:
-                parsed.changes[key] = current  # a refresh: keep the compiled layout
+                changes[key] = current  # a refresh: keep the compiled layout
             else:
-                parsed.changes[key] = self.templates.compile(spec)
+                changes[key] = self.templates.compile(spec)
         new_ids = sum(
-            1 for key, layout in parsed.changes.items() if layout is not None and key not in layouts
+            1 for key, layout in changes.items() if layout is not None and key not in layouts
         )
         if new_ids:
             self.templates.check_new_templates(exporter, new_ids)
@@ -358,41 +388,46 @@ class FlowDecoder:
         layouts: dict[TemplateKey, RecordLayout],
         parsed: _ParsedDatagram,
     ) -> None:
+        changes = parsed.changes
+        assert changes is not None  # created by _parse_templates
         if spec.template_id >= 256:
-            parsed.changes[(parsed.version, parsed.domain, spec.template_id)] = None
+            changes[(parsed.version, parsed.domain, spec.template_id)] = None
             return
         # all templates (id 2) or all options templates (id 3) of this domain
-        for key, layout in list(layouts.items()) + list(parsed.changes.items()):
+        for key, layout in list(layouts.items()) + list(changes.items()):
             if (
                 key[0] == parsed.version
                 and key[1] == parsed.domain
                 and layout is not None
                 and layout.template.is_options == spec.is_options
             ):
-                parsed.changes[key] = None
+                changes[key] = None
 
     # -- commit --------------------------------------------------------------------
 
     def _commit(self, parsed: _ParsedDatagram, exporter: ExporterId, received_at_ns: int) -> int:
         state = self._state(exporter)
         version, domain = parsed.version, parsed.domain
-        defined = self.templates.commit(exporter, parsed.changes) if parsed.changes else []
+        defined = self.templates.commit(exporter, parsed.changes) if parsed.changes else None
         if parsed.memo:
             cache_state = self.templates.exporter(exporter)
             for memo_key, specs in parsed.memo:
                 self.templates.remember_set(cache_state, memo_key, specs)
         records = 0
         # options first: they set the sampling and clock the datagram's flows read with
-        for layout, body, count, index in parsed.options:
+        for layout, body, count, index in parsed.options or ():
             context = self._datagram_context(parsed.context, state, received_at_ns)
             records += self._apply_options(layout, body, count, index, context, state)
         context = self._datagram_context(parsed.context, state, received_at_ns)
-        context_id = self._add_context(context) if parsed.staged else -1
-        for layout, body, count, index in parsed.staged:
-            self._stage(layout, version, state, body, count, index, context_id)
-            records += count
-        for key, body in parsed.held:
-            self.templates.hold(exporter, HeldSet(key, body, context, received_at_ns))
+        if parsed.staged:
+            context_id = len(self._contexts)
+            self._contexts.append(context)
+            for layout, body, count, index in parsed.staged:
+                self._stage(layout, version, state, body, count, index, context_id)
+                records += count
+        if parsed.held:
+            for key, body in parsed.held:
+                self.templates.hold(exporter, HeldSet(key, body, context, received_at_ns))
         if defined:
             records += self._release_held(exporter, state, defined)
         tracker = state.sequence(version, domain)
@@ -460,7 +495,7 @@ class FlowDecoder:
         if count == 0:
             return 0
         raw = _decode_now(layout, body, count, index)
-        context_array = np.array([context] * count, dtype=CONTEXT_DTYPE)
+        context_array = ContextTable.from_tuples([context] * count)
         for record in options_records(
             raw, context_array, state, context[0], layout.template.template_id
         ):
@@ -510,11 +545,11 @@ class FlowDecoder:
         """Decode everything staged since the last flush, one batch per template."""
         if not self._pending:
             return []
-        contexts = np.array(self._contexts, dtype=CONTEXT_DTYPE)
+        contexts = ContextTable.from_tuples(self._contexts)
         batches: list[FlowBatch] = []
         for key, pending in self._pending.items():
             counts = np.array(pending.counts, dtype=np.int64)
-            context = contexts[np.repeat(np.array(pending.contexts, dtype=np.int64), counts)]
+            context = contexts.take(np.repeat(np.array(pending.contexts, dtype=np.int64), counts))
             buffer = b"".join(pending.bodies)
             if isinstance(key, RecordLayout):
                 raw = _decode_buffer(key, buffer, pending, int(counts.sum()))
@@ -549,7 +584,7 @@ class FlowDecoder:
 
 def records_in_message(parsed: _ParsedDatagram) -> int:
     """Data records (flow and options) a parsed datagram carries."""
-    return sum(staged[2] for staged in parsed.staged) + sum(o[2] for o in parsed.options)
+    return sum(staged[2] for staged in parsed.staged) + sum(o[2] for o in parsed.options or ())
 
 
 def _stage_set(

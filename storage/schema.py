@@ -22,6 +22,7 @@ core columns plus the ones present, in schema order, and readers open files with
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -119,7 +120,8 @@ def _arrow_array(values: ColumnValues, arrow: pa.DataType, column: str) -> pa.Ar
     if isinstance(values, VarBinary):
         return _var_binary_array(values, arrow)
     if arrow == TIME_TYPE:
-        return pa.array(np.floor_divide(values, _NS_PER_MS), type=pa.int64()).cast(arrow)
+        milliseconds = np.floor_divide(values, _NS_PER_MS).astype(np.int64, copy=False)
+        return pa.Array.from_buffers(arrow, len(milliseconds), [None, pa.py_buffer(milliseconds)])
     if pa.types.is_fixed_size_binary(arrow):
         rows = np.ascontiguousarray(values, dtype=np.uint8)
         if rows.ndim != 2 or rows.shape[1] != arrow.byte_width:
@@ -173,6 +175,25 @@ def _extra_fields_array(batch: FlowBatch) -> pa.Array:
 
 
 CORE_COLUMNS: Final = frozenset(f.name for f in CORE_FIELDS)
+_FIELD_INDEX: Final = {f.name: i for i, f in enumerate(FLOW_SCHEMA)}
+
+
+@lru_cache(maxsize=4096)
+def _batch_layout(columns: frozenset[str], has_extra: bool, complete: bool) -> pa.Schema:
+    """The fields of a batch with these columns, in ``FLOW_SCHEMA`` order.
+
+    Cached: a collector sees the same few column sets (one per template) over and over,
+    and walking the 473-field schema per batch cost more than converting the columns.
+    """
+    unknown = columns - _FIELD_INDEX.keys()
+    if unknown:
+        raise KeyError(f"columns not in the flow schema: {sorted(unknown)}")
+    if complete:
+        return FLOW_SCHEMA
+    names = set(columns) | CORE_COLUMNS
+    if has_extra:
+        names.add("extra_fields")
+    return pa.schema([FLOW_SCHEMA.field(i) for i in sorted(_FIELD_INDEX[n] for n in names)])
 
 
 def to_record_batch(batch: FlowBatch, complete: bool = False) -> pa.RecordBatch:
@@ -182,22 +203,14 @@ def to_record_batch(batch: FlowBatch, complete: bool = False) -> pa.RecordBatch:
     ``extra_fields`` when some field went there; ``complete=True`` gives every schema
     column (costly: see the module docstring), for tests and small outputs.
     """
-    unknown = set(batch.columns) - set(FLOW_SCHEMA.names)
-    if unknown:
-        raise KeyError(f"columns not in the flow schema: {sorted(unknown)}")
-    fields, arrays = [], []
-    for schema_field in FLOW_SCHEMA:
+    schema = _batch_layout(frozenset(batch.columns), bool(batch.extra_fields), complete)
+    arrays = []
+    for schema_field in schema:
         name = schema_field.name
         if name == "extra_fields":
-            if not (batch.extra_fields or complete):
-                continue
-            array = _extra_fields_array(batch)
+            arrays.append(_extra_fields_array(batch))
         elif name in batch.columns:
-            array = _arrow_array(batch.columns[name], schema_field.type, name)
-        elif name in CORE_COLUMNS or complete:
-            array = pa.nulls(batch.num_rows, type=schema_field.type)
+            arrays.append(_arrow_array(batch.columns[name], schema_field.type, name))
         else:
-            continue
-        fields.append(schema_field)
-        arrays.append(array)
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+            arrays.append(pa.nulls(batch.num_rows, type=schema_field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
