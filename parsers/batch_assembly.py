@@ -15,7 +15,7 @@ import numpy as np
 
 from parsers.elements import ElementKind
 from parsers.events import ColumnValues, FlowBatch, OptionsRecord, VarBinary
-from parsers.exporter_state import ExporterState, sampling_interval_of
+from parsers.exporter_state import MAX_SAMPLING_INTERVAL, ExporterState, sampling_interval_of
 from parsers.netflow_v5 import COPIED_FIELDS as V5_COPIED_FIELDS
 from parsers.netflow_v5 import V5_RECORD_DTYPE
 from parsers.record_decoder import COLUMN_SPECS, RawColumns
@@ -25,6 +25,17 @@ from parsers.timebase import (
     TimeField,
     resolve_flow_times,
     time_field_to_unix_ns,
+)
+
+#: IPv4 address columns whose IPv6 twin is the same name + "6"
+ADDRESS_PAIRS: Final = tuple(
+    sorted(
+        name
+        for name, spec in COLUMN_SPECS.items()
+        if spec.kind is ElementKind.IPV4
+        and (twin := COLUMN_SPECS.get(name + "6")) is not None
+        and twin.kind is ElementKind.IPV6
+    )
 )
 
 #: per-datagram context fields, in the order of the decoder's context tuples
@@ -97,6 +108,7 @@ def _sampling(
     default = context["sampling"].astype(np.uint32)
     own = sampling_interval_columns(columns)
     if own is not None:
+        own = np.minimum(own, np.uint64(MAX_SAMPLING_INTERVAL))
         return np.where(own > 0, own, default).astype(np.uint32)
     sampler = columns.get("sampler_id")
     if isinstance(sampler, np.ndarray) and state.samplers:
@@ -121,6 +133,15 @@ def sampling_interval_columns(columns: dict[str, ColumnValues]) -> np.ndarray | 
     if isinstance(interval, np.ndarray) and isinstance(space, np.ndarray):
         safe = np.maximum(interval.astype(np.uint64), 1)
         return (safe + space.astype(np.uint64)) // safe
+    size = columns.get("sampling_size")
+    population = columns.get("sampling_population")
+    if isinstance(size, np.ndarray) and isinstance(population, np.ndarray):
+        return population.astype(np.uint64) // np.maximum(size.astype(np.uint64), 1)
+    probability = columns.get("sampling_probability")
+    if isinstance(probability, np.ndarray):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = np.where(probability > 0, np.rint(1 / probability), 0)
+        return inverse.astype(np.uint64)
     return None
 
 
@@ -163,7 +184,30 @@ def assemble_flow_batch(
         start, end, duration, observation_ns, clock
     )
     _add_context_columns(columns, context, state, version, raw.num_rows)
-    return FlowBatch(raw.num_rows, columns, list(raw.extra_fields))
+    return FlowBatch(raw.num_rows, columns, list(raw.extra_fields), _address_families(columns))
+
+
+def _address_families(columns: dict[str, ColumnValues]) -> dict[str, np.ndarray]:
+    """Which rows of each IPv4/IPv6 address pair hold the flow's address.
+
+    Cisco IOS XR, Procera and pmacct's exporters send one template with both families
+    and zeros in the unused one: a row is IPv6 when its IPv4 field is 0.0.0.0 and its
+    IPv6 field is not ::, or when both are zero and ipVersion says 6.
+    """
+    valid: dict[str, np.ndarray] = {}
+    version = columns.get("ip_version")
+    for name in ADDRESS_PAIRS:
+        v4, v6 = columns.get(name), columns.get(name + "6")
+        if not isinstance(v4, np.ndarray) or not isinstance(v6, np.ndarray):
+            continue
+        v4_zero = v4 == 0
+        v6_set = v6.any(axis=1)
+        is_v6 = v4_zero & v6_set
+        if isinstance(version, np.ndarray):
+            is_v6 |= v4_zero & ~v6_set & (version == 6)
+        valid[name] = ~is_v6
+        valid[name + "6"] = is_v6
+    return valid
 
 
 def _add_context_columns(

@@ -515,15 +515,15 @@ class FlowDecoder:
             if layout is None:
                 continue
             try:
-                _, _, count, index = _stage_set(layout, held.body, 0)
+                _, body, count, index = _stage_set(layout, held.body, 0)
             except ParseError:
                 self.stats.held_sets_undecodable += 1
                 continue
             if layout.template.is_options:
-                records += self._apply_options(layout, held.body, count, index, held.context, state)
+                records += self._apply_options(layout, body, count, index, held.context, state)
             else:
                 context_id = self._add_context(held.context)
-                self._stage(layout, held.key[0], state, held.body, count, index, context_id)
+                self._stage(layout, held.key[0], state, body, count, index, context_id)
                 records += count
         return records
 
@@ -542,12 +542,18 @@ class FlowDecoder:
     # -- output --------------------------------------------------------------------
 
     def flush(self) -> list[FlowBatch]:
-        """Decode everything staged since the last flush, one batch per template."""
+        """Decode everything staged since the last flush, one batch per template.
+
+        The staged state is taken first, so even a failure here (a bug: the collector
+        counts it) cannot wedge later flushes.
+        """
         if not self._pending:
             return []
-        contexts = ContextTable.from_tuples(self._contexts)
+        pending_sets, self._pending = self._pending, {}
+        context_tuples, self._contexts = self._contexts, []
+        contexts = ContextTable.from_tuples(context_tuples)
         batches: list[FlowBatch] = []
-        for key, pending in self._pending.items():
+        for key, pending in pending_sets.items():
             counts = np.array(pending.counts, dtype=np.int64)
             context = contexts.take(np.repeat(np.array(pending.contexts, dtype=np.int64), counts))
             buffer = b"".join(pending.bodies)
@@ -556,8 +562,6 @@ class FlowDecoder:
                 batches.append(assemble_flow_batch(raw, context, pending.state, pending.version))
             else:
                 batches.append(assemble_v5_batch(buffer, context, pending.state))
-        self._pending.clear()
-        self._contexts.clear()
         return batches
 
     def take_options_records(self) -> list[OptionsRecord]:

@@ -47,11 +47,16 @@ class FlowBatch:
     ``extra_fields`` holds, in template order, the raw bytes of every field that no
     column takes (elements nobody maps, losers of a shared column, odd lengths), keyed
     ``"PEN:id"``: storage keeps them in a map column so no exported byte is lost.
+
+    ``valid`` marks, for the few columns that need it, which rows hold a value (a
+    template with both IPv4 and IPv6 address fields fills one family per flow and
+    zeros in the other); a column not listed is valid in every row.
     """
 
     num_rows: int
     columns: dict[str, ColumnValues]
     extra_fields: list[tuple[str, ColumnValues]] = field(default_factory=list)
+    valid: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,9 @@ MAX_OPTIONS_RECORDS_PER_EXPORTER: Final = 256
 #: a hostile or broken exporter)
 MAX_METADATA_ENTRIES_PER_EXPORTER: Final = 65536
 
+#: the sampling_interval column is uint32; a larger announced N is clamped to it
+MAX_SAMPLING_INTERVAL: Final = 0xFFFFFFFF
+
 StreamKey = tuple[int, int]  # (version, observation domain)
 
 
@@ -71,6 +74,7 @@ class ExporterState:
         stream = (record.version, record.observation_domain)
         interval = sampling_interval_of(values)
         if interval is not None and interval > 0:
+            interval = min(interval, MAX_SAMPLING_INTERVAL)
             sampler = values.get("sampler_id")
             if isinstance(sampler, int):
                 if len(self.samplers) < MAX_METADATA_ENTRIES_PER_EXPORTER:
@@ -97,7 +101,9 @@ def sampling_interval_of(values: dict[str, object]) -> int | None:
     """The 1-in-N packet sampling an options record (or data record) announces.
 
     v9 SAMPLING_INTERVAL (34) / FLOW_SAMPLER_RANDOM_INTERVAL (50); IPFIX
-    samplingPacketInterval/Space (305/306, RFC 5477): N = (interval + space) / interval.
+    samplingPacketInterval/Space (305/306, RFC 5477): N = (interval + space) / interval;
+    samplingSize/Population (309/310): N = population / size; samplingProbability
+    (311): N = 1 / probability.
     """
     for key in ("sampling_interval", "sampler_random_interval"):
         value = values.get(key)
@@ -107,4 +113,12 @@ def sampling_interval_of(values: dict[str, object]) -> int | None:
     space = values.get("sampling_packet_space")
     if isinstance(interval, int) and interval > 0 and isinstance(space, int):
         return (interval + space) // interval
+    # random n-out-of-N (RFC 5477 samplingSize / samplingPopulation; Cisco IOS XR)
+    size = values.get("sampling_size")
+    population = values.get("sampling_population")
+    if isinstance(size, int) and size > 0 and isinstance(population, int) and population > 0:
+        return max(population // size, 1)
+    probability = values.get("sampling_probability")
+    if isinstance(probability, float) and 0 < probability <= 1:
+        return max(round(1 / probability), 1)
     return None

@@ -71,7 +71,14 @@ def flow_rows(batch: FlowBatch) -> Iterator[dict[str, object]]:
     """One dict per flow: core fields first, then every other column present."""
     fields: dict[str, list[object]] = {}
     for column, values in batch.columns.items():
-        fields[field_name(column)] = _texts(values, column)
+        texts = _texts(values, column)
+        valid = batch.valid.get(column)
+        if valid is not None:
+            texts = [t if ok else None for t, ok in zip(texts, valid.tolist(), strict=True)]
+        name = field_name(column)
+        if name in fields:  # an address and its IPv6 twin: the one set in each row
+            texts = [a if a is not None else b for a, b in zip(fields[name], texts, strict=True)]
+        fields[name] = texts
     order = [c for c in CORE_FIELD_ORDER if c in fields]
     order += sorted(c for c in fields if c not in CORE_FIELD_ORDER)
     extras = [(key, _texts(values, key)) for key, values in batch.extra_fields]

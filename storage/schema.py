@@ -116,17 +116,34 @@ FLOW_SCHEMA: Final = _build_schema()
 TIME_COLUMNS: Final = frozenset(f.name for f in FLOW_SCHEMA if f.type == TIME_TYPE)
 
 
-def _arrow_array(values: ColumnValues, arrow: pa.DataType, column: str) -> pa.Array:
+def _validity(valid: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
+    """Arrow validity bitmap and null count for a boolean mask (None: all valid)."""
+    if valid is None or bool(valid.all()):
+        return None, 0
+    bitmap = np.packbits(valid.astype(np.bool_), bitorder="little")
+    return pa.py_buffer(bitmap), int(len(valid) - np.count_nonzero(valid))
+
+
+def _arrow_array(
+    values: ColumnValues, arrow: pa.DataType, column: str, valid: np.ndarray | None = None
+) -> pa.Array:
     if isinstance(values, VarBinary):
         return _var_binary_array(values, arrow)
+    bitmap, nulls = _validity(valid)
     if arrow == TIME_TYPE:
         milliseconds = np.floor_divide(values, _NS_PER_MS).astype(np.int64, copy=False)
-        return pa.Array.from_buffers(arrow, len(milliseconds), [None, pa.py_buffer(milliseconds)])
+        return pa.Array.from_buffers(
+            arrow, len(milliseconds), [bitmap, pa.py_buffer(milliseconds)], null_count=nulls
+        )
     if pa.types.is_fixed_size_binary(arrow):
         rows = np.ascontiguousarray(values, dtype=np.uint8)
         if rows.ndim != 2 or rows.shape[1] != arrow.byte_width:
             raise ValueError(f"{column}: expected rows of {arrow.byte_width} bytes")
-        return pa.FixedSizeBinaryArray.from_buffers(arrow, len(rows), [None, pa.py_buffer(rows)])
+        return pa.FixedSizeBinaryArray.from_buffers(
+            arrow, len(rows), [bitmap, pa.py_buffer(rows)], null_count=nulls
+        )
+    if bitmap is not None:
+        return pa.array(values, type=arrow, mask=~valid)
     return pa.array(values, type=arrow)
 
 
@@ -210,7 +227,9 @@ def to_record_batch(batch: FlowBatch, complete: bool = False) -> pa.RecordBatch:
         if name == "extra_fields":
             arrays.append(_extra_fields_array(batch))
         elif name in batch.columns:
-            arrays.append(_arrow_array(batch.columns[name], schema_field.type, name))
+            arrays.append(
+                _arrow_array(batch.columns[name], schema_field.type, name, batch.valid.get(name))
+            )
         else:
             arrays.append(pa.nulls(batch.num_rows, type=schema_field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
