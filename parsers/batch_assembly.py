@@ -139,9 +139,10 @@ def sampling_interval_columns(columns: dict[str, ColumnValues]) -> np.ndarray | 
         return population.astype(np.uint64) // np.maximum(size.astype(np.uint64), 1)
     probability = columns.get("sampling_probability")
     if isinstance(probability, np.ndarray):
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             inverse = np.where(probability > 0, np.rint(1 / probability), 0)
-        return inverse.astype(np.uint64)
+            inverse = np.nan_to_num(inverse, nan=0.0, posinf=MAX_SAMPLING_INTERVAL)
+            return np.clip(inverse, 0, MAX_SAMPLING_INTERVAL).astype(np.uint64)
     return None
 
 

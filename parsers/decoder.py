@@ -93,6 +93,7 @@ class _ParsedDatagram:
         "held",
         "memo",
         "options",
+        "reserved_sets",
         "sequence",
         "staged",
         "units",
@@ -112,6 +113,7 @@ class _ParsedDatagram:
         #: sequence units this message carries (v9: 1 packet; IPFIX: data records, None
         #: when a set's template is unknown and its record count with it)
         self.units: int | None = 1
+        self.reserved_sets = 0
 
 
 class FlowDecoder:
@@ -327,7 +329,7 @@ class FlowDecoder:
                     parsed,
                 )
             else:
-                self.stats.reserved_sets_skipped += 1  # ids 2..255 (v9) / 4..255 (IPFIX)
+                parsed.reserved_sets += 1  # ids 2..255 (v9) / 4..255 (IPFIX): skipped
             position = set_end
         if is_ipfix:  # v9 counts packets (the default 1), IPFIX data records
             parsed.units = None if unknown_units else records
@@ -376,11 +378,9 @@ class FlowDecoder:
                 changes[key] = current  # a refresh: keep the compiled layout
             else:
                 changes[key] = self.templates.compile(spec)
-        new_ids = sum(
-            1 for key, layout in changes.items() if layout is not None and key not in layouts
-        )
-        if new_ids:
-            self.templates.check_new_templates(exporter, new_ids)
+        added = sum(1 for k, v in changes.items() if v is not None and k not in layouts)
+        removed = sum(1 for k, v in changes.items() if v is None and k in layouts)
+        self.templates.check_new_templates(exporter, added - removed)
 
     def _withdraw(
         self,
@@ -413,8 +413,12 @@ class FlowDecoder:
             cache_state = self.templates.exporter(exporter)
             for memo_key, specs in parsed.memo:
                 self.templates.remember_set(cache_state, memo_key, specs)
+        self.stats.reserved_sets_skipped += parsed.reserved_sets
         records = 0
-        # options first: they set the sampling and clock the datagram's flows read with
+        # sets held from earlier datagrams first: their options records (sampling, clock)
+        # govern this datagram's flows too
+        if defined:
+            records += self._release_held(exporter, state, defined)
         for layout, body, count, index in parsed.options or ():
             context = self._datagram_context(parsed.context, state, received_at_ns)
             records += self._apply_options(layout, body, count, index, context, state)
@@ -428,8 +432,8 @@ class FlowDecoder:
         if parsed.held:
             for key, body in parsed.held:
                 self.templates.hold(exporter, HeldSet(key, body, context, received_at_ns))
-        if defined:
-            records += self._release_held(exporter, state, defined)
+            if defined:  # a data set before its template in this same datagram (akvorado)
+                records += self._release_held(exporter, state, defined)
         tracker = state.sequence(version, domain)
         if version == netflow_v9.VERSION:
             v9_records = None if parsed.held else records_in_message(parsed)

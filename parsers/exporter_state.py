@@ -120,5 +120,7 @@ def sampling_interval_of(values: dict[str, object]) -> int | None:
         return max(population // size, 1)
     probability = values.get("sampling_probability")
     if isinstance(probability, float) and 0 < probability <= 1:
+        if probability < 1 / MAX_SAMPLING_INTERVAL:
+            return MAX_SAMPLING_INTERVAL
         return max(round(1 / probability), 1)
     return None

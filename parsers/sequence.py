@@ -75,12 +75,16 @@ class SequenceTracker:
         previous, self._previous = self._previous, (sequence, records)
         if self.counts_records is None and previous is not None:
             step = (sequence - previous[0]) % SEQUENCE_MODULUS
-            if step == previous[1] and previous[1] != 1:
-                self.counts_records = True
-                self.expected = sequence
-            elif step == 1:
-                self.counts_records = False
+            # after a 1-record packet a step of 1 fits both readings: stay undecided
+            if previous[1] != 1:
+                if step == previous[1]:
+                    self.counts_records = True
+                    self.expected = sequence
+                elif step == 1:
+                    self.counts_records = False
         if self.counts_records is None:
+            if records == 1:
+                return 1  # both readings advance by one
             self.expected = None  # not known yet: do not guess a loss
             return None
         return records if self.counts_records else 1

@@ -113,7 +113,10 @@ class TemplateCache:
         return state
 
     def check_new_templates(self, exporter: ExporterId, added: int) -> None:
-        """Raise before staging if ``added`` new template ids would break a limit."""
+        """Raise before staging if ``added`` more template ids (net of the withdrawals in
+        the same datagram; may be negative) would break a limit."""
+        if added <= 0:
+            return
         state = self.exporters.get(exporter)
         if state is None and len(self.exporters) >= self.limits.max_exporters:
             raise TemplateLimitExceeded(
@@ -162,7 +165,16 @@ class TemplateCache:
                 self.stats.templates_redefined += 1
             state.layouts[key] = layout
             defined.append(key)
+        self._forget_if_empty(exporter)
         return defined
+
+    def _forget_if_empty(self, exporter: ExporterId) -> None:
+        """An exporter with no templates and nothing held holds no place: sessions that
+        only ever sent unknown data (or withdrew everything) do not count against
+        ``max_exporters``."""
+        state = self.exporters.get(exporter)
+        if state is not None and not state.layouts and not state.held:
+            del self.exporters[exporter]
 
     def remember_set(
         self,
@@ -213,6 +225,7 @@ class TemplateCache:
             state.held_bytes -= freed
             self.stats.held_bytes -= freed
             self.stats.held_sets_released += len(released)
+            self._forget_if_empty(exporter)
         return released
 
     def expire_held(self, now_ns: int) -> int:
@@ -226,15 +239,21 @@ class TemplateCache:
             return 0
         expired = 0
         oldest: int | None = None
-        for state in self.exporters.values():
-            while state.held and state.held[0].received_at_ns < cutoff:
-                held = state.held.popleft()
-                state.held_bytes -= len(held.body)
-                self.stats.held_bytes -= len(held.body)
-                expired += 1
+        for exporter, state in list(self.exporters.items()):
+            if not state.held:
+                continue
+            # not only the front: receive times can go backwards (clock steps, replays)
+            keep = deque(h for h in state.held if h.received_at_ns >= cutoff)
             for held in state.held:
+                if held.received_at_ns < cutoff:
+                    state.held_bytes -= len(held.body)
+                    self.stats.held_bytes -= len(held.body)
+                    expired += 1
+            state.held = keep
+            for held in keep:
                 if oldest is None or held.received_at_ns < oldest:
                     oldest = held.received_at_ns
+            self._forget_if_empty(exporter)
         self._oldest_held_ns = oldest
         self.stats.held_sets_expired += expired
         return expired
