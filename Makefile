@@ -22,9 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 run: $(STAMP)
-	@if [ -x $(BIN)/flowcapd ]; then exec $(BIN)/flowcapd; \
-	else echo "flowcapd is not built yet (issue: the daemon). Until then, decode captures with:"; \
-	     echo "  $(BIN)/python -m parsers FILE.pcap"; fi
+	exec $(BIN)/flowcapd
 
 bench: $(STAMP)
 	$(BIN)/python -m bench decode

@@ -1,0 +1,257 @@
+"""flowcapd's settings: defaults, the TOML file (``--config``) and the command line, in
+that order of precedence (flags win).
+
+Every flag has a TOML key of the same meaning; a bad value in either place is one
+clear line and exit 2 at start (``ConfigError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_PORT: Final = 23456
+DEFAULT_FLOW_DIR: Final = Path("./flows")
+DEFAULT_ROTATION_S: Final = 300
+#: 32 MiB: ~25,000 full-size datagrams, a second of a busy vDS at 1 M flows/s. The
+#: kernel caps the request at net.core.rmem_max (see docs/operations.md).
+DEFAULT_SOCKET_BUFFER_BYTES: Final = 32 * 1024 * 1024
+DEFAULT_METRICS: Final = "127.0.0.1:9723"
+SUBDIR_LAYOUTS: Final = range(0, 9)  # nfcapd's -S numbers
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message is the one line flowcapd prints."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything flowcapd needs to run, validated."""
+
+    flow_dir: Path = DEFAULT_FLOW_DIR
+    port: int = DEFAULT_PORT
+    bind: str | None = None  # None: all addresses (IPv6 dual-stack where available)
+    rotation_interval_s: int = DEFAULT_ROTATION_S
+    subdir_layout: int = 0
+    socket_buffer_bytes: int = DEFAULT_SOCKET_BUFFER_BYTES
+    workers: int = 1
+    metrics: str | None = DEFAULT_METRICS  # None: off
+    allow: tuple[str, ...] = ()
+    log_level: str = "info"
+    read: tuple[Path, ...] = ()  # offline ingest: capture files instead of a socket
+    #: spool fsync interval: kill -9 loses at most about this much
+    flush_interval_s: float = 1.0
+    config_file: Path | None = None
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default=(), compare=False, repr=False
+    )
+
+    @property
+    def state_dir(self) -> Path:
+        """Where templates are persisted across restarts (a dot directory readers skip)."""
+        return self.flow_dir / ".flowcapd"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        if self.metrics is None:
+            return None
+        host, _, port = self.metrics.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+#: TOML key -> (Config field, type check)
+_KEYS: Final[dict[str, str]] = {
+    "flow_dir": "flow_dir",
+    "port": "port",
+    "bind": "bind",
+    "rotation_interval": "rotation_interval_s",
+    "subdir_layout": "subdir_layout",
+    "socket_buffer": "socket_buffer_bytes",
+    "workers": "workers",
+    "metrics": "metrics",
+    "allow": "allow",
+    "log_level": "log_level",
+    "flush_interval": "flush_interval_s",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowcapd",
+        description="NetFlow v5/v9 and IPFIX collector writing rotated Parquet files.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "-l",
+        dest="flow_dir",
+        type=Path,
+        metavar="DIR",
+        help=f"base directory for flow files (default {DEFAULT_FLOW_DIR})",
+    )
+    parser.add_argument(
+        "-p",
+        dest="port",
+        type=int,
+        metavar="PORT",
+        help=f"UDP port; 0 picks a free one (default {DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "-b",
+        dest="bind",
+        metavar="ADDR",
+        help="bind address, IPv4 or IPv6; '::' is dual-stack (default: all)",
+    )
+    parser.add_argument(
+        "-t",
+        dest="rotation_interval_s",
+        type=int,
+        metavar="SECONDS",
+        help=f"rotation interval, aligned (default {DEFAULT_ROTATION_S})",
+    )
+    parser.add_argument(
+        "-S",
+        dest="subdir_layout",
+        type=int,
+        metavar="N",
+        help="sub-directory layout, nfcapd's numbers 0-8 (default 0: none)",
+    )
+    parser.add_argument(
+        "-B",
+        dest="socket_buffer_bytes",
+        type=int,
+        metavar="BYTES",
+        help=f"socket receive buffer (default {DEFAULT_SOCKET_BUFFER_BYTES})",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="receiving processes sharing the port (default 1)"
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help=f"Prometheus endpoint, or 'off' (default {DEFAULT_METRICS})",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        metavar="CIDR",
+        help="accept exports only from these sources (repeatable)",
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with the same settings; flags win",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        metavar="LEVEL",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+    parser.add_argument(
+        "--read",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="ingest pcap/pcapng/raw dumps into -l DIR and exit",
+    )
+    return parser  # fmt: skip
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config {path}: {error}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _KEYS:
+            raise ConfigError(f"config {path}: unknown key '{key}' (known: {', '.join(_KEYS)})")
+        values[_KEYS[key]] = value
+    return values
+
+
+def _validate(values: dict[str, Any]) -> Config:
+    config = Config()
+    for name, value in values.items():
+        config = _set(config, name, value)
+    return _checked(config)
+
+
+def _set(config: Config, name: str, value: Any) -> Config:
+    if name in ("flow_dir", "config_file"):
+        return replace(config, **{name: Path(value)})
+    if name in ("port", "rotation_interval_s", "subdir_layout", "socket_buffer_bytes", "workers"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            key = name.removesuffix("_s").removesuffix("_bytes")
+            raise ConfigError(f"{key}: {value!r} is not a whole number")
+        return replace(config, **{name: value})
+    if name == "flush_interval_s":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"flush_interval: {value!r} is not a number of seconds")
+        return replace(config, flush_interval_s=float(value))
+    if name == "metrics":
+        return replace(config, metrics=None if value in (None, "off", False) else str(value))
+    if name == "allow":
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"allow: expected CIDR strings, got {value!r}")
+        return replace(config, allow=tuple(items))
+    if name == "read":
+        return replace(config, read=tuple(Path(v) for v in value))
+    if name in ("bind", "log_level"):
+        return replace(config, **{name: str(value)})
+    raise ConfigError(f"unknown setting {name}")
+
+
+def _checked(config: Config) -> Config:
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port {config.port} is not 0-65535")
+    if config.rotation_interval_s < 1:
+        raise ConfigError(f"rotation interval {config.rotation_interval_s} s must be >= 1")
+    if config.subdir_layout not in SUBDIR_LAYOUTS:
+        raise ConfigError(f"sub-directory layout {config.subdir_layout} is not 0-8")
+    if config.socket_buffer_bytes < 4096:
+        raise ConfigError(f"socket buffer {config.socket_buffer_bytes} bytes is below 4096")
+    if not 1 <= config.workers <= 256:
+        raise ConfigError(f"workers {config.workers} is not 1-256")
+    if config.flush_interval_s <= 0:
+        raise ConfigError("flush interval must be positive")
+    if config.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log level {config.log_level!r} is not debug/info/warning/error")
+    if config.bind is not None:
+        try:
+            ipaddress.ip_address(config.bind.split("%", 1)[0])
+        except ValueError:
+            raise ConfigError(f"bind address {config.bind!r} is not an IP address") from None
+    if config.metrics is not None:
+        host, _, port = config.metrics.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"metrics {config.metrics!r} is not ADDR:PORT or 'off'")
+    networks = []
+    for cidr in config.allow:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ConfigError(f"allow: {cidr!r} is not an address or CIDR") from None
+    return replace(config, allowed_networks=tuple(networks))
+
+
+def load_config(argv: Sequence[str] | None = None) -> Config:
+    """Defaults, then ``--config`` TOML, then flags. Raises ConfigError."""
+    arguments = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = arguments.get("config_file")
+    if config_file is not None:
+        values.update(_from_toml(config_file))
+    values.update(arguments)
+    return _validate(values)

@@ -1,0 +1,528 @@
+"""flowcapd: wiring, signals and lifecycle.
+
+One worker (``FlowCollector``) owns a UDP socket, an event loop (uvloop), a decoder, a
+bounded queue and a storage thread. ``--workers N`` forks N of them onto N sockets
+bound to one port with SO_REUSEPORT; the parent keeps the sockets, forwards signals and
+restarts a worker that dies (its socket, and what the kernel queued on it, survive).
+
+Signals: SIGTERM/SIGINT stop receiving, read what the kernel already queued, decode,
+write and finalize every file, exit 0. SIGHUP closes the current interval's files
+early. ``kill -9`` loses at most the last flush interval; the next start recovers
+every spool into Parquet before listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import asyncio_dgram
+import uvloop
+
+from collector.config import Config, ConfigError, load_config
+from collector.listener import (
+    DatagramReceiver,
+    bound_address,
+    close_quietly,
+    drain_socket,
+    open_udp_socket,
+    receive_buffer_bytes,
+)
+from collector.metrics import StatsSnapshot, WorkerReports, serve_metrics, socket_inode
+from collector.pipeline import ReceivePipeline
+from collector.storage_thread import BatchQueue, StorageThread, split_by_interval
+from collector.template_store import load_templates, save_templates, snapshot
+from parsers.capture import CaptureError, read_capture
+from parsers.decoder import FlowDecoder
+from storage.interval_writer import IntervalWriter, StorageUnavailable
+from storage.recovery import recover
+
+log = logging.getLogger("flowcapd")
+
+#: decode what is staged this often (flows reach the spool within about this + the
+#: flush interval)
+DECODE_FLUSH_INTERVAL_S: Final = 0.25
+#: housekeeping: expire held sets, persist changed templates
+HOUSEKEEPING_INTERVAL_S: Final = 1.0
+TEMPLATE_SAVE_INTERVAL_S: Final = 10.0
+#: workers report their counters to the parent this often (``--workers N``)
+REPORT_INTERVAL_S: Final = 1.0
+
+
+def setup_logging(level: str) -> None:
+    """One line per event; no timestamps under systemd (journald adds them)."""
+    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
+    fmt = (
+        "%(levelname)s %(message)s"
+        if under_systemd
+        else ("%(asctime)s flowcapd[%(process)d] %(levelname)s %(message)s")
+    )
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def _copy(counts: dict[str, int]) -> dict[str, int]:
+    """A copy of a dict the event loop thread may be growing (metrics read it from the
+    HTTP thread): retry the rare 'changed size during iteration'."""
+    for _ in range(5):
+        try:
+            return dict(counts)
+        except RuntimeError:
+            continue
+    return {}
+
+
+def _format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class FlowCollector:
+    """One receiving worker: socket -> decoder -> storage thread."""
+
+    def __init__(self, config: Config, sock: socket.socket | None = None, worker: int = 0) -> None:
+        self.config = config
+        self.worker = worker
+        self._sock = sock
+        self._drain_sock: socket.socket | None = None
+        self.decoder = FlowDecoder()
+        self.queue = BatchQueue()
+        self.pipeline = ReceivePipeline(self.decoder, self.queue, config.allowed_networks)
+        self.writer = IntervalWriter(
+            config.flow_dir, config.rotation_interval_s, config.subdir_layout, worker
+        )
+        self.storage = StorageThread(
+            self.queue,
+            self.writer,
+            config.rotation_interval_s,
+            config.flush_interval_s,
+            on_written=self._written_from_thread,
+        )
+        self.flows_written = 0
+        self._written_changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._template_mark: tuple[int, int, int] | None = None
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        """Bind (unless given a socket), restore templates, start receiving."""
+        self._loop = asyncio.get_running_loop()
+        self._written_changed = asyncio.Event()
+        restored = load_templates(self.decoder, self.config.state_dir)
+        if restored:
+            log.info("restored %d templates from %s", restored, self.config.state_dir)
+        self._template_mark = self._template_state()
+        if self._sock is None:
+            self._sock = open_udp_socket(
+                self.config.bind, self.config.port, self.config.socket_buffer_bytes
+            )
+        self._drain_sock = self._sock.dup()
+        self.storage.start()
+        self._transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: DatagramReceiver(self.pipeline.on_datagram, self._on_socket_error),
+            sock=self._sock,
+        )
+        self._tasks = [
+            asyncio.create_task(self._every(DECODE_FLUSH_INTERVAL_S, self._decode_flush)),
+            asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL_S, self._housekeeping)),
+        ]
+        return self.address
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._drain_sock is not None or self._sock is not None
+        return bound_address(self._drain_sock or self._sock)  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        """Stop receiving, drain the socket, write and finalize everything."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._transport is not None:
+            self._transport.close()
+            await asyncio.sleep(0)
+        if self._drain_sock is not None:
+            drained = drain_socket(self._drain_sock, self.pipeline.on_datagram)
+            if drained:
+                log.info("read %d datagrams queued at shutdown", drained)
+            close_quietly(self._drain_sock)
+        self.pipeline.flush()
+        self._save_templates(force=True)
+        self.queue.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.storage.join)
+        for path in self.storage.finished_files:
+            log.info("wrote %s", path)
+        log.info(
+            "stopped: %d datagrams, %d flows decoded, %d written, dropped %s",
+            self.pipeline.stats.datagrams,
+            self.decoder.stats.flow_records,
+            self.storage.stats.rows_written,
+            dict(self.pipeline.stats.dropped) or "none",
+        )
+
+    def stats_snapshot(self) -> StatsSnapshot:
+        """Every counter as plain data, for the metrics endpoint (any thread may call)."""
+        decoder, pipeline, storage = self.decoder.stats, self.pipeline.stats, self.storage.stats
+        return {
+            "datagrams_by_version": _copy(pipeline.received_by_version),
+            "dropped": _copy(pipeline.dropped),
+            "flows_decoded": decoder.flow_records,
+            "options_records": decoder.options_records,
+            "flows_written": storage.rows_written,
+            "flows_queue_dropped": pipeline.flows_queue_dropped,
+            "sequence_lost": decoder.sequence_lost,
+            "templates": self.decoder.templates.template_count,
+            "held_sets": self.decoder.templates.stats.held_sets
+            - self.decoder.templates.stats.held_sets_released
+            - self.decoder.templates.stats.held_sets_expired,
+            "backlog_rows": self.queue.rows + storage.backlog_rows,
+            "write_errors": storage.write_errors,
+        }
+
+    def receive_buffer_bytes(self) -> int:
+        sock = self._drain_sock or self._sock
+        return receive_buffer_bytes(sock) if sock is not None else 0
+
+    def socket_inodes(self) -> list[int]:
+        sock = self._drain_sock or self._sock
+        return [socket_inode(sock.fileno())] if sock is not None and sock.fileno() >= 0 else []
+
+    def rotate(self) -> None:
+        """SIGHUP: decode what is staged and close the current interval's files."""
+        self.pipeline.flush()
+        self.storage.request_rotation()
+
+    # -- waiting, for tests and the parent -------------------------------------------
+
+    def _written_from_thread(self, rows: int) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._add_written, rows)
+
+    def _add_written(self, rows: int) -> None:
+        self.flows_written += rows
+        assert self._written_changed is not None
+        self._written_changed.set()
+
+    async def wait_flows_written(self, count: int) -> int:
+        """Return once at least ``count`` flows are durably in the spool."""
+        assert self._written_changed is not None
+        while self.flows_written < count:
+            self._written_changed.clear()
+            await self._written_changed.wait()
+        return self.flows_written
+
+    # -- timers ----------------------------------------------------------------------
+
+    async def _every(self, interval_s: float, action: object) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            action()  # type: ignore[operator]
+
+    def _decode_flush(self) -> None:
+        self.pipeline.flush()
+
+    def _housekeeping(self) -> None:
+        self.decoder.expire(time.time_ns())
+        self._save_templates(force=False)
+
+    def _template_state(self) -> tuple[int, int, int]:
+        stats = self.decoder.templates.stats
+        return (stats.templates_learned, stats.templates_redefined, stats.templates_withdrawn)
+
+    def _save_templates(self, force: bool) -> None:
+        mark = self._template_state()
+        if mark == self._template_mark and not force:
+            return
+        self._template_mark = mark
+        data = snapshot(self.decoder)
+        state_dir, worker = self.config.state_dir, self.worker
+
+        def save() -> None:
+            try:
+                save_templates(data, state_dir, worker)
+            except OSError as error:
+                log.warning("cannot persist templates to %s: %s", state_dir, error)
+
+        if self.storage.is_alive():
+            self.storage.submit(save)
+        else:
+            save()
+
+    def _on_socket_error(self, error: OSError) -> None:
+        log.warning("socket error: %s", error)
+
+
+# -- running -------------------------------------------------------------------------
+
+
+async def _report_to_parent(collector: FlowCollector, report: socket.socket) -> None:
+    """Send this worker's counters to the parent once a second (asyncio-dgram: a
+    low-rate coroutine, unlike the receive path)."""
+    stream = await asyncio_dgram.from_socket(report)
+    while True:
+        message = {"worker": collector.worker, "stats": collector.stats_snapshot()}
+        with contextlib.suppress(OSError):
+            await stream.send(json.dumps(message).encode())
+        await asyncio.sleep(REPORT_INTERVAL_S)
+
+
+async def run_worker(
+    config: Config,
+    sock: socket.socket | None,
+    worker: int,
+    announce: bool,
+    report: socket.socket | None = None,
+) -> int:
+    collector = FlowCollector(config, sock, worker)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, collector.rotate)
+    host, port = await collector.start()
+    reporter = None
+    if report is not None:
+        reporter = asyncio.create_task(_report_to_parent(collector, report))
+    elif config.metrics_address is not None:
+        try:
+            serve_metrics(
+                config.metrics_address, collector.stats_snapshot, collector.socket_inodes, 1
+            )
+        except OSError as error:
+            log.error("metrics endpoint %s: %s", config.metrics, error)
+    if announce:
+        log.info(
+            "listening on %s:%d (receive buffer %d bytes, flows in %s)",
+            _format_host(host),
+            port,
+            collector.receive_buffer_bytes(),
+            config.flow_dir,
+        )
+    await stopping.wait()
+    log.info("stopping")
+    await collector.stop()
+    if reporter is not None:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        # the final counters, so the parent's totals include the drain
+        with contextlib.suppress(OSError):
+            assert report is not None
+            report.send(
+                json.dumps({"worker": worker, "stats": collector.stats_snapshot()}).encode()
+            )  # type: ignore[union-attr]
+    return 0
+
+
+def _run_forked_workers(config: Config) -> int:
+    first = open_udp_socket(config.bind, config.port, config.socket_buffer_bytes, reuse_port=True)
+    host, port = bound_address(first)
+    sockets = [first] + [
+        open_udp_socket(config.bind, port, config.socket_buffer_bytes, reuse_port=True)
+        for _ in range(config.workers - 1)
+    ]
+    children: dict[int, int] = {}
+    reports_in, reports_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reports = WorkerReports()
+
+    def spawn(worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for index, other in enumerate(sockets):
+                    if index != worker:
+                        close_quietly(other)
+                close_quietly(reports_in)
+                code = uvloop.run(
+                    run_worker(config, sockets[worker], worker, announce=False, report=reports_out)
+                )
+            except BaseException:
+                log.exception("worker %d failed", worker)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = worker
+
+    for worker in range(config.workers):
+        spawn(worker)
+    threading.Thread(
+        target=_collect_reports, args=(reports_in, reports), name="flowcapd-reports", daemon=True
+    ).start()
+    if config.metrics_address is not None:
+        inodes = [socket_inode(sock.fileno()) for sock in sockets]
+        try:
+            serve_metrics(config.metrics_address, reports.total, lambda: inodes, config.workers)
+        except OSError as error:
+            log.error("metrics endpoint %s: %s", config.metrics, error)
+    log.info(
+        "listening on %s:%d (%d workers, flows in %s)",
+        _format_host(host),
+        port,
+        config.workers,
+        config.flow_dir,
+    )
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    status = 0
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        worker = children.pop(pid, None)
+        if worker is None:
+            continue
+        code = os.waitstatus_to_exitcode(wait_status)
+        if stopping:
+            status = status or (0 if code == 0 else 1)
+        else:
+            log.error("worker %d exited with %d; restarting it", worker, code)
+            reports.retire(worker)
+            spawn(worker)
+    for sock in sockets:
+        close_quietly(sock)
+    return status
+
+
+def _collect_reports(reports_in: socket.socket, reports: WorkerReports) -> None:
+    """Parent thread: keep each worker's latest counters for the metrics endpoint."""
+    while True:
+        try:
+            data = reports_in.recv(1 << 20)
+            message = json.loads(data)
+            reports.update(int(message["worker"]), message["stats"])
+        except OSError:
+            return
+        except (ValueError, KeyError, TypeError):
+            continue
+
+
+def run_offline(config: Config) -> int:
+    """``--read FILE...``: the same pipeline over capture files, then exit."""
+    decoder = FlowDecoder()
+    load_templates(decoder, config.state_dir)
+    queue = BatchQueue(max_rows=1 << 62)
+    pipeline = ReceivePipeline(decoder, queue, config.allowed_networks)
+    writer = IntervalWriter(config.flow_dir, config.rotation_interval_s, config.subdir_layout, 0)
+    rotation_ns = config.rotation_interval_s * 1_000_000_000
+    status = 0
+    written = 0
+
+    def drain(now_s: float) -> None:
+        nonlocal written
+        pipeline.flush()
+        while (batch := queue.get(0)) is not None:
+            for interval_start_s, part in split_by_interval(batch, config.rotation_interval_s):
+                writer.append(part, interval_start_s)
+                written += part.num_rows
+        writer.sync()
+        writer.rotate_due(now_s)
+
+    for path in config.read:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            log.error("%s: %s", path, error.strerror or error)
+            status = 1
+            continue
+        now_ns = time.time_ns()
+        interval = None
+        count = 0
+        try:
+            for datagram in read_capture(data, raw_source=("192.0.2.1", 2055)):
+                received = datagram.captured_at_ns or now_ns
+                if interval is not None and received // rotation_ns != interval:
+                    drain(interval * config.rotation_interval_s)
+                interval = received // rotation_ns
+                pipeline.on_datagram(datagram.payload, datagram.source, received)
+                count += 1
+                if count % 4096 == 0:
+                    drain(received / 1e9)
+        except CaptureError as error:
+            log.error("%s: %s", path, error)
+            status = 1
+        drain(0)
+    try:
+        files = writer.close()
+    except StorageUnavailable as error:
+        log.error("cannot write flows: %s", error)
+        return 1
+    save_templates(snapshot(decoder), config.state_dir, 0)
+    for path in files:
+        log.info("wrote %s", path)
+    log.info(
+        "read %d datagrams: %d flows written, dropped %s",
+        pipeline.stats.datagrams,
+        written,
+        dict(pipeline.stats.dropped) or "none",
+    )
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = load_config(argv)
+    except ConfigError as error:
+        print(f"flowcapd: {error}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    try:
+        config.flow_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        log.error(
+            "cannot create %s: %s (flows stay in memory until it works)", config.flow_dir, error
+        )
+    if config.read:
+        return run_offline(config)
+    try:
+        for path in recover(config.flow_dir):
+            log.info("recovered %s", path)
+    except OSError as error:
+        log.error("recovering spools in %s failed: %s", config.flow_dir, error)
+    try:
+        if config.workers > 1:
+            return _run_forked_workers(config)
+        sock = open_udp_socket(config.bind, config.port, config.socket_buffer_bytes)
+    except OSError as error:
+        print(
+            f"flowcapd: cannot listen on UDP port {config.port}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
+    return uvloop.run(run_worker(config, sock, 0, announce=True))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
