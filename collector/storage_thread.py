@@ -20,6 +20,7 @@ from typing import Final
 
 import numpy as np
 import pyarrow as pa
+
 from storage.interval_writer import IntervalWriter, StorageUnavailable
 
 log = logging.getLogger("flowcapd")
@@ -87,6 +88,8 @@ class BatchQueue:
 
 def split_by_interval(batch: pa.RecordBatch, rotation_s: int) -> list[tuple[float, pa.RecordBatch]]:
     """Parts of a batch by the rotation interval of each row's receive time."""
+    if batch.num_rows == 0:  # nothing to store (and no min() of an empty column)
+        return []
     received = batch.column("time_received").cast(pa.int64()).to_numpy(zero_copy_only=False)
     interval_ms = rotation_s * 1000
     index = received // interval_ms
@@ -105,6 +108,8 @@ class StorageStats:
     rows_written: int = 0  # durably: appended and fsynced
     write_errors: int = 0
     backlog_rows: int = 0
+    unexpected_errors: int = 0
+    rows_lost: int = 0  # still unwritten when shutdown gave up
 
 
 class StorageThread(threading.Thread):
@@ -129,7 +134,10 @@ class StorageThread(threading.Thread):
         self._on_written = on_written
         self._clock = clock
         self._max_backlog_rows = max_backlog_rows
-        self._backlog: deque[pa.RecordBatch] = deque()
+        # (interval start, part of a batch): a batch is split by receive interval when
+        # it arrives, and each part leaves the backlog once appended, so a retry never
+        # appends again a part that was stored before another part failed
+        self._backlog: deque[tuple[float, pa.RecordBatch]] = deque()
         self._tasks: deque[Task] = deque()
         self._retry_at = 0.0
         self._retry_delay_s = RETRY_INITIAL_S
@@ -150,27 +158,39 @@ class StorageThread(threading.Thread):
     def run(self) -> None:
         next_sync = self._clock() + self._flush_interval_s
         while True:
-            if len(self._backlog) == 0 or self.stats.backlog_rows < self._max_backlog_rows:
-                batch = self.queue.get(timeout_s=min(0.2, self._flush_interval_s))
-                if batch is not None:
-                    self._backlog.append(batch)
-                    self.stats.backlog_rows += batch.num_rows
-            else:
-                time.sleep(0.05)
-            now = self._clock()
-            self._write_backlog(now)
-            self._run_tasks()
-            if now >= next_sync:
-                self._sync()
-                next_sync = now + self._flush_interval_s
-                self._rotate(now)
-            if self._rotate_now.is_set():
-                self._rotate_now.clear()
-                self._sync()
-                self._guard(self.writer.rotate_now)
+            try:
+                next_sync = self._step(next_sync)
+            except Exception:  # a bug must not stop the writing for good
+                self.stats.unexpected_errors += 1
+                log.exception("storage thread: unexpected error; retrying")
+                time.sleep(RETRY_INITIAL_S)
             if self.queue.closed and len(self.queue) == 0:
                 break
         self._finish()
+
+    def _step(self, next_sync: float) -> float:
+        """One round: take a batch, write what can be written, sync, rotate."""
+        if len(self._backlog) == 0 or self.stats.backlog_rows < self._max_backlog_rows:
+            batch = self.queue.get(timeout_s=min(0.2, self._flush_interval_s))
+            if batch is not None:
+                self._backlog.extend(split_by_interval(batch, self._rotation_s))
+                self.stats.backlog_rows += batch.num_rows
+        else:
+            time.sleep(0.05)
+        now = self._clock()
+        self._write_backlog(now)
+        self._run_tasks()
+        if now >= next_sync:
+            self._sync()
+            next_sync = now + self._flush_interval_s
+            self._rotate(now)
+        if self._rotate_now.is_set():
+            self._rotate_now.clear()
+            self._sync()
+            files = self._guard(self.writer.rotate_now)
+            if files:  # conversions that finished meanwhile: logged at shutdown too
+                self.finished_files.extend(str(f) for f in files)
+        return next_sync
 
     def _finish(self) -> None:
         deadline = self._clock() + RETRY_MAX_S
@@ -180,6 +200,7 @@ class StorageThread(threading.Thread):
             if self._backlog:
                 time.sleep(RETRY_INITIAL_S)
         if self._backlog:
+            self.stats.rows_lost = self.stats.backlog_rows
             log.error(
                 "disk still refuses writes at shutdown: %d flows lost", self.stats.backlog_rows
             )
@@ -193,10 +214,9 @@ class StorageThread(threading.Thread):
         if not self._backlog or now < self._retry_at:
             return
         while self._backlog:
-            batch = self._backlog[0]
+            interval_start_s, part = self._backlog[0]
             try:
-                for interval_start_s, part in split_by_interval(batch, self._rotation_s):
-                    self.writer.append(part, interval_start_s)
+                self.writer.append(part, interval_start_s)
             except StorageUnavailable as error:
                 self.stats.write_errors += 1
                 log.error(
@@ -209,9 +229,9 @@ class StorageThread(threading.Thread):
                 self._retry_delay_s = min(self._retry_delay_s * 2, RETRY_MAX_S)
                 return
             self._backlog.popleft()
-            self.stats.backlog_rows -= batch.num_rows
-            self.stats.rows_appended += batch.num_rows
-            self._unsynced_rows += batch.num_rows
+            self.stats.backlog_rows -= part.num_rows
+            self.stats.rows_appended += part.num_rows
+            self._unsynced_rows += part.num_rows
         if self._retry_delay_s != RETRY_INITIAL_S:
             log.info("writing flows again")
         self._retry_delay_s = RETRY_INITIAL_S
