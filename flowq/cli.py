@@ -4,9 +4,18 @@
 files and the daemon's live spools, or a pcap / pcapng / raw export dump decoded in
 memory), keeps those matching the filter and the ``-t`` window (pushed down to the
 Parquet scan: only the needed columns are read, files and row groups outside the window
-are skipped), and prints records, ``-s`` statistics, ``-A`` aggregates or a
-``--series`` time series. Exit 0 on success (also when nothing matched), 1 on runtime
-failures (no such directory, unreadable file), 2 on usage and filter errors.
+are skipped), and prints records, ``-s`` statistics, ``-A`` / ``-a`` / ``-b`` / ``-B``
+aggregates or a ``--series`` time series. Exit 0 on success (also when nothing matched),
+1 on runtime failures (no such directory, unreadable file), 2 on usage and filter errors.
+
+As nfdump 1.7.1 does: ``-c N`` processes only the first N matching flows (records,
+statistics, aggregates and the summary see those); ``-n`` is 10 rows of a statistic
+unless given, and limits ``-A`` / ``-O`` output only when given; ``-s`` replaces the
+printing of ``-A`` rows (``-s record`` uses them); several ``-s`` print in the order
+given, ``-s record`` first. Where flowq differs: aggregated rows print earliest first
+without ``-O`` (nfdump: hash order), ``-a`` without ``-o`` prints the ``line`` layout
+(nfdump 1.7.1: a broken NSEL layout), ``Total flows processed`` counts every record of
+the files read even with ``-c`` (nfdump: those read before it stopped).
 """
 
 from __future__ import annotations
@@ -18,12 +27,21 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flowq.aggregate import DEFAULT_KEYS, Aggregator, key_input_columns, parse_keys
+from flowq.aggregate import (
+    DEFAULT_KEYS,
+    AggregateKey,
+    Aggregator,
+    BidirAggregator,
+    bidir_input_columns,
+    key_input_columns,
+    parse_keys,
+)
+from flowq.filter_ast import AnyFlow
 from flowq.filter_compile import compile_filter, filter_columns, time_bounds
 from flowq.filter_lexer import FilterError
 from flowq.filter_parser import parse_filter
@@ -35,12 +53,39 @@ from flowq.output import (
     parse_output_format,
     write_summary,
 )
+from flowq.series import SeriesAccumulator
 from flowq.sources import CaptureInput, capture_batches, is_capture
-from flowq.stats import ORDERS, StatAccumulator, StatError, parse_stat, stat_input_columns, top
-from flowq.table_output import write_aggregate, write_statistic
-from flowq.timewindow import WindowError, parse_window
-from storage.reader import ReadProblem, TimeWindow, flow_files, scan_sources, window_expression
+from flowq.stats import (
+    ICMP_PORT_COLUMNS,
+    ORDERS,
+    RECORD_STAT,
+    StatAccumulator,
+    StatError,
+    parse_stats,
+    record_order_values,
+    stat_input_columns,
+    top,
+)
+from flowq.table_output import (
+    NO_MATCH_TEXT,
+    aggregate_layout,
+    layout_columns,
+    layout_prints_flags,
+    write_aggregate,
+    write_record_stat,
+    write_statistic,
+)
+from flowq.timewindow import WindowError, parse_interval, parse_window
+from storage.reader import (
+    ReadProblem,
+    TimeWindow,
+    flow_files,
+    plan_summaries,
+    scan_sources,
+    window_expression,
+)
 from storage.schema import FLOW_SCHEMA
+from storage.summaries import SummaryError
 
 PROGRAM: Final = "flowq"
 RECORD_ORDERS: Final = ("tstart", "tend", *ORDERS)
@@ -93,7 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         dest="output",
-        default="line",
         metavar="FMT",
         help="line (default), long, extended, csv, json, ndjson, fmt:<%%tokens>",
     )
@@ -102,24 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
         dest="stats",
         action="append",
         default=[],
-        metavar="TYPE[/ORDER]",
-        help="top-N statistic (srcip dstip ip srcport dstport port proto srcas "
-        "dstas as inif outif if exporter tos record); ORDER: flows packets "
-        "bytes pps bps bpp",
+        metavar="TYPE[:p][/ORDER]",
+        help="top-N statistic (srcip dstip ip srcport dstport port proto srcas dstas as "
+        "inif outif if exporter router nhip tos dsttos srcvlan dstvlan vlan srcmask "
+        "dstmask mask dir record); ORDER: flows packets bytes pps bps bpp, several "
+        "as /bytes/packets; :p splits by protocol",
     )
     parser.add_argument(
         "-n",
         dest="limit",
         type=int,
-        default=10,
         metavar="N",
-        help="rows of a statistic (default 10; 0: all)",
+        help="rows of a statistic (default 10; 0: all); also limits -A/-a/-b and -O output",
     )
     parser.add_argument(
         "-A",
         dest="aggregate",
         metavar="KEYS",
-        help="aggregate by keys: srcip,dstip,srcport,dstport,proto,srcnet/N,dstnet/N,...",
+        help="aggregate by keys: srcip,dstip,srcport,dstport,proto,srcas,dstas,inif,outif,"
+        "tos,next,router,vni,srcnet/N,dstnet/N,srcip4/N,...",
     )
     parser.add_argument(
         "-a",
@@ -128,13 +173,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="aggregate by the 5-tuple (srcip,dstip,srcport,dstport,proto)",
     )
     parser.add_argument(
+        "-b",
+        dest="bidir",
+        action="store_true",
+        help="aggregate bidirectional flows: A->B and B->A (TCP/UDP) into one row",
+    )
+    parser.add_argument(
+        "-B",
+        dest="bidir_guess",
+        action="store_true",
+        help="as -b, and show the client as the source (the lower port is the server's)",
+    )
+    parser.add_argument(
         "-O",
         dest="order",
         choices=RECORD_ORDERS,
         metavar="ORDER",
         help="order records / aggregates: " + " ".join(RECORD_ORDERS),
     )
-    parser.add_argument("-c", dest="count", type=int, metavar="N", help="print at most N records")
+    parser.add_argument(
+        "-c",
+        dest="count",
+        type=int,
+        metavar="N",
+        help="process at most N matching flows (as nfdump: statistics, aggregates and the "
+        "summary see only those)",
+    )
     parser.add_argument("-q", dest="quiet", action="store_true", help="no header, no summary")
     parser.add_argument(
         "-N", dest="plain", action="store_true", help="plain numbers (no 1.2 M scaling)"
@@ -148,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--plot", type=Path, metavar="FILE.png", help="draw the --series as a PNG graph"
     )
-    return parser  # fmt: skip
+    return parser
 
 
 def _filter_text(args: argparse.Namespace) -> str:
@@ -171,7 +235,7 @@ def _window(args: argparse.Namespace) -> TimeWindow | None:
 
 
 class Query:
-    """One flowq run: what to read, which rows, and where they go."""
+    """One flowq run: what to read, which rows, what to compute and how to print it."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -179,29 +243,100 @@ class Query:
         self.node = parse_filter(self.filter_text)
         self.expression = compile_filter(self.node)
         self.window = _window(args)
-        self.format: OutputFormat = parse_output_format(args.output)
-        self.stats = [parse_stat(text) for text in args.stats]
+        self.stats = [spec for text in args.stats for spec in parse_stats(text)]
+        self.record_stats = [spec for spec in self.stats if spec.type == RECORD_STAT]
+        self.element_stats = [spec for spec in self.stats if spec.type != RECORD_STAT]
+        self.bidir = bool(args.bidir or args.bidir_guess)
+        if self.bidir and args.aggregate:
+            raise UsageError("-b/-B aggregate by the 5-tuple: they do not take -A")
         keys = args.aggregate or (",".join(DEFAULT_KEYS) if args.aggregate_5tuple else None)
         self.aggregate_keys = parse_keys(keys) if keys else None
-        if args.limit < 0:
-            raise UsageError("-n must be >= 0")
-        if args.count is not None and args.count < 0:
-            raise UsageError("-c must be >= 0")
+        for name, value in (("-n", args.limit), ("-c", args.count)):
+            if value is not None and value < 0:
+                raise UsageError(f"{name} must be >= 0")
         self.paths = [*args.read_dirs, *args.read_paths]
         if not self.paths:
             raise UsageError("no flows to read: give -R DIR or -r PATH")
+        self.aggregating = self.bidir or self.aggregate_keys is not None
+        self.series_interval = parse_interval(args.series) if args.series else None
+        if args.plot is not None and args.series is None:
+            raise UsageError("--plot draws the --series: give --series INTERVAL too")
+        self.format = self._format()
         self.problems: list[ReadProblem] = []
 
+    def _format(self) -> OutputFormat:
+        """``-o``, else nfdump's layout for aggregated rows, else ``line``."""
+        if self.args.output is not None:
+            return parse_output_format(self.args.output)
+        if self.aggregating or self.record_stats:
+            keys = None if self.args.aggregate is None else self.aggregate_keys
+            return aggregate_layout(keys, bidir=self.bidir)
+        return parse_output_format("line")
+
+    @property
+    def stat_limit(self) -> int:
+        """-n for statistics: 10 unless given, 0 = all."""
+        return 10 if self.args.limit is None else self.args.limit
+
+    @property
+    def row_limit(self) -> int:
+        """-n for aggregated and -O ordered rows: all unless given."""
+        return self.args.limit or 0
+
+    @property
+    def prints_aggregate(self) -> bool:
+        """-A/-a/-b rows are printed unless statistics replace them (as in nfdump)."""
+        return self.aggregating and not self.stats
+
+    @property
+    def orders_records(self) -> bool:
+        return self.args.order is not None and not self.aggregating and not self.stats
+
+    def new_aggregator(self) -> Aggregator | BidirAggregator:
+        """The flow cache of -A/-a/-b and -s record (the 5-tuple unless told)."""
+        flags = self._prints_flags()
+        if self.bidir:
+            return BidirAggregator(guess_direction=self.args.bidir_guess, with_flags=flags)
+        return Aggregator(self._cache_keys(), with_flags=flags, carry=self._carried())
+
+    def _prints_flags(self) -> bool:
+        """nfdump ORs the flags of -a / -b rows; -A KEYS rows print no flags."""
+        return (
+            self.format.is_text and self.args.aggregate is None and layout_prints_flags(self.format)
+        )
+
+    def _carried(self) -> list[str]:
+        """Other fields an -a row prints (nfdump: the first record's; -A KEYS: none)."""
+        if not self.format.is_text or self.args.aggregate is not None or self.bidir:
+            return []
+        return layout_columns(self.format)
+
+    def _cache_keys(self) -> list[AggregateKey]:
+        return self.aggregate_keys or parse_keys(",".join(DEFAULT_KEYS))
+
     def columns(self) -> list[str] | None:
-        """The columns to read: all for record output, else what is used."""
-        if not self.stats and self.aggregate_keys is None and self.args.series is None:
+        """The columns to read: all when records are printed, else what is used."""
+        if not self.stats and not self.aggregating and self.args.series is None:
             return None
         needed = set(filter_columns(self.node)) | set(_SUMMARY_COLUMNS)
-        for spec in self.stats:
+        for spec in self.element_stats:
             needed |= stat_input_columns(spec)
-        if self.aggregate_keys is not None:
-            needed |= key_input_columns(self.aggregate_keys)
+        if self.record_stats or self.prints_aggregate:
+            if self.bidir:
+                needed |= bidir_input_columns()
+            else:
+                needed |= key_input_columns(self._cache_keys())
+            if self._prints_flags():
+                needed |= {"tcp_flags", "proto"}
+            for name in self._carried():
+                needed |= set(ICMP_PORT_COLUMNS) if name == "dst_port" else {name}
         return [name for name in FLOW_SCHEMA.names if name in needed]
+
+    def check_paths(self) -> None:
+        """FileNotFoundError for a missing -R/-r path, before anything is printed."""
+        for path in self.paths:
+            if not path.exists():
+                raise FileNotFoundError(2, "no such file or directory", str(path))
 
     def _pushdown_window(self) -> TimeWindow | None:
         """-t, narrowed by 'first seen' / 'last seen' terms that bound the whole filter."""
@@ -284,28 +419,86 @@ def _ms(value: object) -> int | None:
     return int(value)  # type: ignore[call-overload]
 
 
-def _run(query: Query, out: Sequence | object) -> None:
+#: options that print the same whether statistics come from summaries or a scan; any
+#: other option (a new one too) left at its default, else flowq scans
+_SUMMARY_SAFE_OPTIONS: Final = frozenset({"filter", "filter_file", "read_dirs", "read_paths",
+                                          "window", "output", "stats", "limit", "quiet",
+                                          "plain", "utc"})  # fmt: skip
+
+
+def _batches_beyond_summaries(
+    query: Query, summary: Summary, accumulators: list[StatAccumulator]
+) -> Iterator[pa.RecordBatch] | None:
+    """Beyond nfdump: ``-s`` statistics without a filter (``-t`` aside) merge the per-file
+    summaries the daemon writes at rotation (``storage.summaries``) instead of reading
+    the flows, for every file the window takes whole; the rest (the live spool, files
+    without a summary or cut by the window) is scanned, and its batches are returned.
+    The numbers are those of a full scan. None when the query needs the flows."""
+    defaults = vars(build_parser().parse_args([]))
+    options = vars(query.args)
+    key_sets = [accumulator.summary_key_sets() for accumulator in accumulators]
+    if (
+        not accumulators
+        or query.record_stats
+        or not isinstance(query.node, AnyFlow)
+        or any(options[n] != defaults.get(n) for n in options if n not in _SUMMARY_SAFE_OPTIONS)
+        or any(sets is None for sets in key_sets)
+        or any(path.is_file() and is_capture(path) for path in query.paths)
+    ):
+        return None
+    plan = plan_summaries(flow_files(query.paths, query._pushdown_window()), query.window)
+    rescan = list(plan.scan)
+    merged = [file_summary for _, file_summary in plan.outside]
+    for source, file_summary in plan.whole:
+        try:
+            tables = file_summary.read(key_set for sets in key_sets for key_set in sets or ())
+        except SummaryError:
+            rescan.append(source)
+            continue
+        merged.append(file_summary)
+        for accumulator, sets in zip(accumulators, key_sets, strict=True):
+            accumulator.add_grouped([tables[key_set] for key_set in sets or ()])
+        t = file_summary.totals  # Summary.add_passed's sums; flows 0 count as 1 there
+        summary.merge(Summary(flows=t.flows + t.zero_flow_rows, packets=t.packets + t.out_packets,
+                              bytes=t.bytes + t.out_bytes, first_ms=t.time_start_min_ms,
+                              last_ms=t.time_end_max_ms, records_passed=t.rows))  # fmt: skip
+    for file_summary in merged:  # what _count_processed reads from a Parquet footer
+        t = file_summary.totals
+        summary.merge(Summary(window_first_ms=t.time_start_min_ms,
+                              window_last_ms=t.time_end_max_ms, records_processed=t.rows,
+                              bytes_read=file_summary.size_bytes))  # fmt: skip
+    rescan.sort()
+    for source in rescan:
+        _count_processed(source.path, summary)
+    expression = query.expression
+    if query.window is not None and (condition := window_expression(query.window)) is not None:
+        expression = expression & condition
+    return scan_sources(rescan, query.columns(), expression, on_problem=query.problems.append)
+
+
+def _run(query: Query, out: TextIO) -> None:
     args = query.args
     started_wall = time.perf_counter()
+    query.check_paths()
     summary = Summary()
-    stat_accumulators = [StatAccumulator(spec) for spec in query.stats if spec.type != "record"]
-    record_stats = [spec for spec in query.stats if spec.type == "record"]
-    aggregator = Aggregator(query.aggregate_keys) if query.aggregate_keys else None
-    writer = None
+    stat_accumulators = [StatAccumulator(spec) for spec in query.element_stats]
+    needs_cache = bool(query.record_stats) or query.prints_aggregate
+    aggregator = query.new_aggregator() if needs_cache else None
+    if query.aggregating and query.element_stats and not query.record_stats:
+        print(f"{PROGRAM}: aggregation ignored for element statistics", file=sys.stderr)
     collected: list[pa.RecordBatch] = []
-    needs_all = bool(record_stats) or args.order is not None
-    streaming = not stat_accumulators and aggregator is None and not needs_all and not args.series
-    if streaming:
-        writer = RecordWriter(query.format, sys.stdout, utc=args.utc, plain_numbers=args.plain,
+    writer = None
+    if not query.stats and not query.aggregating and not query.orders_records and not args.series:
+        writer = RecordWriter(query.format, out, utc=args.utc, plain_numbers=args.plain,
                               quiet=args.quiet)  # fmt: skip
         writer.write_header()
-    remaining = args.count
-    series = None
-    if args.series:
-        from flowq.series import SeriesAccumulator, parse_series
-
-        series = SeriesAccumulator(parse_series(args.series))
-    for batch in query.batches(summary):
+    series = SeriesAccumulator(query.series_interval) if query.series_interval else None
+    remaining = args.count or None  # nfdump: -c 0 is no limit
+    scanned = _batches_beyond_summaries(query, summary, stat_accumulators)  # None: scan all
+    for batch in query.batches(summary) if scanned is None else scanned:
+        if remaining is not None:
+            batch = batch.slice(0, remaining)
+            remaining -= batch.num_rows
         summary.add_passed(batch)
         for accumulator in stat_accumulators:
             accumulator.add(batch)
@@ -313,44 +506,38 @@ def _run(query: Query, out: Sequence | object) -> None:
             aggregator.add(batch)
         if series is not None:
             series.add(batch)
-        if needs_all and aggregator is None:
+        if query.orders_records:
             collected.append(batch)
-        if writer is not None and (remaining is None or remaining > 0):
-            part = batch if remaining is None else batch.slice(0, remaining)
-            writer.write_batch(part)
-            if remaining is not None:
-                remaining -= part.num_rows
+        if writer is not None:
+            writer.write_batch(batch)
+        if remaining == 0:
+            break  # nfdump's -c: stop reading once N flows matched
     for problem in query.problems:
         print(f"{PROGRAM}: skipped {problem.path}: {problem.message}", file=sys.stderr)
-    totals = (summary.flows, summary.packets, summary.bytes)
     if writer is not None:
         writer.finish()
-    if aggregator is not None:
-        limit = args.count or 0
-        write_aggregate(sys.stdout, aggregator.result(args.order, limit), query.format,
-                        utc=args.utc, plain=args.plain, quiet=args.quiet)  # fmt: skip
-    elif needs_all and not stat_accumulators and not record_stats:
-        _write_ordered(query, collected)
-    for spec in query.stats:
-        if spec.type == "record":
-            table = pa.Table.from_batches(collected) if collected else pa.table({})
-            ordered = _top_records(table, spec.order, args.limit)
-            record_writer = RecordWriter(query.format, sys.stdout, utc=args.utc,
-                                         plain_numbers=args.plain, quiet=args.quiet)  # fmt: skip
-            if not args.quiet and query.format.is_text:
-                shown = args.limit or "all"
-                sys.stdout.write(f"Top {shown} flows ordered by {spec.order}:\n")
-            record_writer.write_header()
-            for part in ordered.to_batches():
-                record_writer.write_batch(part)
-            record_writer.finish()
-        else:
-            accumulator = next(a for a in stat_accumulators if a.spec is spec)
-            write_statistic(sys.stdout, spec, accumulator.result(args.limit), totals, query.format,
-                            limit=args.limit, utc=args.utc, plain=args.plain,
-                            quiet=args.quiet)  # fmt: skip
+    options = {"utc": args.utc, "plain": args.plain, "quiet": args.quiet}
+    if query.stats:
+        if query.format.is_text and summary.records_passed == 0:
+            out.write(NO_MATCH_TEXT + "\n")  # nfdump prints it before the statistics
+        for spec in query.record_stats:
+            if summary.records_passed or not query.format.is_text:
+                assert aggregator is not None
+                rows = aggregator.result(spec.order, query.stat_limit)
+                write_record_stat(out, spec, rows, query.format, aggregator.key_names,
+                                  limit=query.stat_limit, **options)  # fmt: skip
+        totals = (summary.flows, summary.packets, summary.bytes)
+        for accumulator in stat_accumulators:
+            write_statistic(out, accumulator.spec, accumulator.result(query.stat_limit), totals,
+                            query.format, limit=query.stat_limit, **options)  # fmt: skip
+    elif aggregator is not None:
+        rows = aggregator.result(args.order, query.row_limit)
+        write_aggregate(out, rows, query.format, aggregator.key_names, bidir=query.bidir,
+                        **options)  # fmt: skip
+    elif query.orders_records:
+        _write_ordered(query, collected, out)
     if series is not None:
-        series.write(sys.stdout, query.format, utc=args.utc, plain=args.plain, quiet=args.quiet)
+        series.write(out, query.format, **options)
         if args.plot is not None:
             series.plot(args.plot)
     if query.format.prints_summary and not args.quiet:
@@ -361,40 +548,48 @@ def _run(query: Query, out: Sequence | object) -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - started_wall
         summary.times = ProcessTimes(usage.ru_stime, usage.ru_utime, wall, wall)
-        write_summary(sys.stdout, summary, plain_numbers=args.plain, utc=args.utc)
+        write_summary(out, summary, plain_numbers=args.plain, utc=args.utc)
+    out.flush()
 
 
-def _top_records(table: pa.Table, order: str, limit: int) -> pa.Table:
-    if table.num_rows == 0:
-        return table
-    if order in ("pps", "bps", "bpp"):
-        from flowq.stats import with_rates
-
-        rated = with_rates(table.append_column("first", table["time_start"])
-                           .append_column("last", table["time_end"]))  # fmt: skip
-        table = rated.drop_columns(["first", "last", "duration_ms"])
-    tie = [n for n in ("time_start", "time_end") if n in table.column_names]
-    if order == "flows" and "flows" not in table.column_names:
+def _ordered_records(table: pa.Table, order: str, limit: int) -> pa.Table:
+    """Records by ``-O``: tstart / tend ascending, the rest descending (packets and
+    bytes over both directions of a biflow, rates as nfdump's integer arithmetic);
+    ties by time, then by the 5-tuple."""
+    ties = [
+        n
+        for n in (
+            "time_start",
+            "time_end",
+            "src_addr",
+            "src_addr6",
+            "dst_addr",
+            "dst_addr6",
+            "src_port",
+            "dst_port",
+            "proto",
+        )
+        if n in table.column_names
+    ]
+    if order in ("tstart", "tend"):
+        first = "time_start" if order == "tstart" else "time_end"
+        keys = [(first, "ascending"), *((n, "ascending") for n in ties if n != first)]
+        table = table.sort_by(keys)
         return table.slice(0, limit) if limit else table
-    return top(table, order, limit, tie)
+    ranked = table.append_column("_order", record_order_values(table, order))
+    return top(ranked, "_order", limit, ties).drop_columns(["_order"])
 
 
-def _write_ordered(query: Query, collected: list[pa.RecordBatch]) -> None:
-    """``-O ORDER`` on records: one explicit sort, then print (``-c`` limits)."""
+def _write_ordered(query: Query, collected: list[pa.RecordBatch], out: TextIO) -> None:
+    """``-O ORDER`` on records: one explicit sort, then print (``-n`` limits)."""
     args = query.args
-    table = pa.Table.from_batches(collected) if collected else None
-    writer = RecordWriter(query.format, sys.stdout, utc=args.utc, plain_numbers=args.plain,
+    writer = RecordWriter(query.format, out, utc=args.utc, plain_numbers=args.plain,
                           quiet=args.quiet)  # fmt: skip
     writer.write_header()
-    if table is not None and table.num_rows:
-        if args.order in ("tstart", "tend"):
-            column = "time_start" if args.order == "tstart" else "time_end"
-            table = table.sort_by([(column, "ascending")])
-            if args.count:
-                table = table.slice(0, args.count)
-        else:
-            table = _top_records(table, args.order, args.count or 0)
-        for batch in table.to_batches():
+    rows = [pa.Table.from_batches([batch]) for batch in collected if batch.num_rows]
+    if rows:  # batches of different exporters carry different columns
+        table = pa.concat_tables(rows, promote_options="permissive")
+        for batch in _ordered_records(table, args.order, query.row_limit).to_batches():
             writer.write_batch(batch)
     writer.finish()
 

@@ -279,7 +279,7 @@ class _Compiler:
         icmpTypeCode (or icmpType/icmpCode) when exported, else from the exported port
         (NetFlow v5 exporters put it there)."""
         if self.not_icmp:
-            return pa.scalar(0, _U16), _FALSE
+            return pc.scalar(pa.scalar(0, _U16)), _FALSE
         is_icmp = pc.is_in(self.field("proto"), value_set=pa.array([1, 58], pa.uint8()))
         parts = pc.bit_wise_or(
             pc.shift_left(self.field("icmp_type").cast(_U16), pa.scalar(8, _U16)),

@@ -1,54 +1,121 @@
-"""Printing ``-s`` statistics and ``-A`` aggregates: nfdump's tables, or the contract's
-CSV / JSON rows.
+"""Printing ``-s`` statistics and aggregated rows (``-A``, ``-a``, ``-b``, ``-B``,
+``-s record``): nfdump 1.7.1's text, byte for byte, or the contract's CSV / JSON rows.
 
-Statistic rows (contract): the key column(s) — ``src_addr`` for ``-s srcip``, ``addr``
-for ``-s ip`` … — then ``flows,packets,bytes,pps,bps,bpp``, in descending ORDER.
-Aggregate rows: the key columns, then ``flows,packets,bytes``, ``time_start`` (earliest)
-and ``time_end`` (latest), ``duration_ms``, ``pps``, ``bps``, ``bpp``.
+Text, as nfdump 1.7.1 prints it (checked against it by
+``tests/flowq/test_nfdump_equivalence.py``):
+
+- A statistic: ``Top 10 Src IP Addr ordered by bytes:`` (``Top Src IP Addr ...`` with
+  ``-n 0``), the column header, one line per row
+  (``%s %16s %-5s %17s %8s(%4.1f) %8s(%4.1f) %8s(%4.1f) %8s %8s %5u``: first seen,
+  duration, protocol (``any`` but for ``-s proto`` and ``:p``), key, flows, packets and
+  bytes with their share of all matching flows, pps, bps, bytes per packet), then a
+  blank line. ``-q`` leaves out the two heading lines, not the blank line.
+- Aggregated rows go through the record layouts of ``flowq/output_text.py``. Without
+  ``-o``: ``-A`` prints ``%ts %td  <key tokens>  %pkt %byt %bps %bpp %fl`` (nfdump
+  builds the same layout from the keys, in the order given), ``-a`` the ``line`` layout
+  (nfdump 1.7.1 prints a broken NSEL layout there), ``-b`` / ``-B`` nfdump's bidirectional
+  layout ``%ts %td %pr %sap <-> %dap %opkt %ipkt %obyt %ibyt %fl``.
+- ``-s record``: ``Top 10 flows ordered by bytes:``, then the rows as records (no blank
+  line after them).
+
+Machine formats (contract): a statistic row is the key column(s) (``src_addr`` for
+``-s srcip``, ``addr`` for ``-s ip``, then ``proto`` with ``:p``) followed by
+``flows,packets,bytes,pps,bps,bpp``; an aggregate row is the key columns followed by
+``flows,packets,bytes``, ``out_packets,out_bytes`` for ``-b`` / ``-B``, ``time_start``
+(earliest), ``time_end`` (latest), ``duration_ms``, ``pps,bps,bpp``. ``-s record`` rows
+are statistic rows keyed by the aggregation keys. Several statistics in one run print
+one CSV table (header and rows) or one JSON array each, one after the other.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Final, TextIO
+from collections.abc import Sequence
+from typing import Any, Final, TextIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flowq.aggregate import AggregateKey
 from flowq.numbers import duration_texts, format_numbers
-from flowq.output import FormatKind, OutputFormat, protocol_name, time_texts
-from flowq.output_machine import csv_cells, iso_times
-from flowq.output_text import ipv4_texts, ipv6_text
-from flowq.stats import StatSpec
+from flowq.output import FormatKind, OutputFormat, RecordWriter, protocol_name, time_texts
+from flowq.output_machine import csv_cells, iso_times, json_values
+from flowq.output_text import (
+    TOKENS,
+    Piece,
+    TextLayout,
+    Token,
+    address_texts,
+    parse_fmt,
+    text_block,
+)
+from flowq.stats import RECORD_STAT, StatSpec
 
 RATE_COLUMNS: Final = ("flows", "packets", "bytes", "pps", "bps", "bpp")
+AGGREGATE_COLUMNS: Final = ("flows", "packets", "bytes", "time_start", "time_end",
+                            "duration_ms", "pps", "bps", "bpp")  # fmt: skip
+BIDIR_COLUMNS: Final = ("flows", "packets", "bytes", "out_packets", "out_bytes", "time_start",
+                        "time_end", "duration_ms", "pps", "bps", "bpp")  # fmt: skip
+NO_MATCH_TEXT: Final = "No matching flows"
+#: nfdump's -b / -B layout ("biline")
+BIDIR_FMT: Final = "%ts %td %pr %sap <-> %dap %opkt %ipkt %obyt %ibyt %fl"
+STAT_HEADER: Final = (
+    "Date first seen                 Duration Proto {title:>17}    Flows(%)     Packets(%)"
+    "       Bytes(%)         pps      bps   bpp"
+)
 
 
-def _key_texts(table: pa.Table, key: str) -> pa.Array:
+def _vni_render(rows: Any) -> pa.Array:
+    text = pc.cast(pa.array(rows.uint("vni")), pa.string())
+    return pc.utf8_lpad(text, width=8, padding=" ")
+
+
+#: -A vni has no nfdump token: a column of its own, 8 wide like a scaled counter
+VNI_TOKEN: Final = Token("vni", "     VNI", _vni_render)
+
+
+def top_heading(limit: int, title: str, order: str) -> str:
+    """``Top 10 Src IP Addr ordered by bytes:``; nfdump leaves out the number for
+    ``-n 0``."""
+    shown = f"{limit} " if limit else ""
+    return f"Top {shown}{title} ordered by {order}:\n"
+
+
+def _key_texts(table: pa.Table | pa.RecordBatch, key: str) -> pa.Array:
     """Key values as text; an address key merges its IPv4 column with the IPv6 twin."""
     if key + "6" in table.column_names:
-        v4 = table.column(key).combine_chunks()
-        v6 = table.column(key + "6").combine_chunks()
-        ipv4 = ipv4_texts(np.asarray(pc.fill_null(v4, 0), dtype=np.uint32))
-        ipv6 = [ipv6_text(v) if v is not None else None for v in v6.to_pylist()]
-        return pc.if_else(pc.is_valid(v4), ipv4, pa.array(ipv6, pa.string()))
-    values = table.column(key).combine_chunks()
+        return address_texts(_batch(table, [key, key + "6"]), key)
+    values = table.column(key)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     return pc.cast(values, pa.string())
 
 
-def _key_columns(table: pa.Table) -> list[str]:
-    measures = {"flows", "packets", "bytes", "first", "last", "time_start", "time_end",
-                "duration_ms", "pps", "bps", "bpp"}  # fmt: skip
-    return [c for c in table.column_names if c not in measures and not (
-        c.endswith("6") and c[:-1] in table.column_names
-    )]  # fmt: skip
+def _batch(table: pa.Table | pa.RecordBatch, names: Sequence[str]) -> pa.RecordBatch:
+    if isinstance(table, pa.RecordBatch):
+        return table.select(list(names))
+    selected = table.select(list(names)).combine_chunks()
+    return pa.RecordBatch.from_arrays(
+        [column.combine_chunks() for column in selected.columns], names=list(names)
+    )
+
+
+def output_keys(key_names: Sequence[str]) -> list[str]:
+    """Key columns as output fields: an address pair (``X``, ``X6``) is one field."""
+    return [k for k in key_names if not (k.endswith("6") and k[:-1] in key_names)]
 
 
 def _percent(part: np.ndarray, total: int) -> list[str]:
+    """nfdump's ``(%4.1f)`` share, 0 when there is nothing to share."""
     if total <= 0:
-        return ["  0.0"] * len(part)
-    return [f"{100.0 * p / total:5.1f}" for p in part.tolist()]
+        return [" 0.0"] * len(part)
+    return [f"{p * 100 / total:4.1f}" for p in part.tolist()]
+
+
+def _numbers(table: pa.Table, name: str, plain: bool) -> list[str]:
+    values = np.asarray(table.column(name), dtype=np.uint64)
+    return format_numbers(values, plain=plain, fixed_width=True).to_pylist()
 
 
 def write_statistic(
@@ -63,136 +130,186 @@ def write_statistic(
     plain: bool,
     quiet: bool,
 ) -> None:
-    """One ``-s`` result. ``totals`` = (flows, packets, bytes) of all matching flows,
-    for nfdump's percentages."""
-    key = _key_columns(table)[0] if spec.type != "record" else None
-    if fmt.kind in (FormatKind.CSV, FormatKind.JSON, FormatKind.NDJSON):
-        _write_machine(out, table, [key] if key else [], RATE_COLUMNS, fmt, quiet)
+    """One ``-s`` result (``StatAccumulator.result``). ``totals`` = (flows, packets,
+    bytes) of all matching flows, for nfdump's percentages."""
+    keys = output_keys(spec.key_names)
+    if not fmt.is_text:
+        write_rows(out, table, [*keys, *RATE_COLUMNS], fmt, quiet)
         return
-    assert key is not None
-    first = np.asarray(pc.cast(table.column("first"), pa.int64()), dtype=np.int64)
-    duration = np.asarray(table.column("duration_ms"), dtype=np.int64)
-    keys = _key_texts(table, key).to_pylist()
-    protos = ["any"] * table.num_rows
-    if spec.type == "proto":  # nfdump names the protocol in the Proto column
-        protos = [protocol_name(int(k)) if k is not None else "" for k in table[key].to_pylist()]
+    key = keys[0]
     if not quiet:
-        shown = f"{limit}" if limit else "all"
-        out.write(f"Top {shown} {spec.title} ordered by {spec.order}:\n")
-        out.write(
-            f"{'Date first seen':<23}     {'Duration':>12} {'Proto':<5} {spec.title:>17}    "
-            f"{'Flows(%)':>8}     {'Packets(%)':>10}       {'Bytes(%)':>8}         "
-            f"{'pps':>3}      {'bps':>3}   {'bpp':>3}\n"
-        )
-    flows = np.asarray(table.column("flows"), dtype=np.uint64)
-    packets = np.asarray(table.column("packets"), dtype=np.uint64)
-    bytes_ = np.asarray(table.column("bytes"), dtype=np.uint64)
-    texts = {
-        name: format_numbers(
-            np.asarray(table.column(name), dtype=np.uint64), plain=plain
+        out.write(top_heading(limit, spec.title, spec.order))
+        out.write(STAT_HEADER.format(title=spec.title) + "\n")
+    rows = table.num_rows
+    if rows:
+        first = np.asarray(pc.cast(table.column("first"), pa.int64()), dtype=np.int64)
+        times = time_texts(first, utc=utc).to_pylist()
+        durations = duration_texts(
+            np.asarray(table.column("duration_ms"), dtype=np.int64), plain=plain
         ).to_pylist()
-        for name in RATE_COLUMNS
-    }
-    times = time_texts(first, utc=utc).to_pylist()
-    durations = duration_texts(duration, plain=plain).to_pylist()
-    flow_pct = _percent(flows, totals[0])
-    packet_pct = _percent(packets, totals[1])
-    byte_pct = _percent(bytes_, totals[2])
-    for i in range(table.num_rows):
-        out.write(
-            f"{times[i]:<23} {durations[i]:>16} {protos[i]:<5} {keys[i] or '':>17} "
-            f"{texts['flows'][i]:>8}({flow_pct[i]}) {texts['packets'][i]:>8}({packet_pct[i]}) "
-            f"{texts['bytes'][i]:>8}({byte_pct[i]}) {texts['pps'][i]:>8} {texts['bps'][i]:>8} "
-            f"{texts['bpp'][i]:>5}\n"
-        )
-    if not quiet:
-        out.write("\n")
+        key_texts = _key_texts(table, key).to_pylist()
+        protocols = ["any"] * rows
+        if "proto" in spec.key_names:  # -s proto, :p: nfdump names the protocol here
+            protocols = [protocol_name(p, plain=plain) for p in table["proto"].to_pylist()]
+        numbers = {name: _numbers(table, name, plain) for name in RATE_COLUMNS if name != "bpp"}
+        bpp = np.asarray(table.column("bpp"), dtype=np.uint64) & np.uint64(0xFFFFFFFF)
+        shares = [
+            _percent(np.asarray(table.column(name), dtype=np.float64), total)
+            for name, total in zip(("flows", "packets", "bytes"), totals, strict=True)
+        ]
+        for i in range(rows):
+            out.write(
+                f"{times[i]} {durations[i]:>16} {protocols[i]:<5} {key_texts[i]:>17} "
+                f"{numbers['flows'][i]:>8}({shares[0][i]}) "
+                f"{numbers['packets'][i]:>8}({shares[1][i]}) "
+                f"{numbers['bytes'][i]:>8}({shares[2][i]}) "
+                f"{numbers['pps'][i]:>8} {numbers['bps'][i]:>8} {int(bpp[i]):5d}\n"
+            )
+    out.write("\n")
+
+
+# -- aggregated rows ---------------------------------------------------------------------
+
+
+def aggregate_layout(keys: Sequence[AggregateKey] | None, *, bidir: bool) -> OutputFormat:
+    """The text layout nfdump prints aggregated rows in when no ``-o`` is given:
+    ``-A`` keys' tokens between ``%ts %td`` and the counters, ``-b`` its biline, and
+    ``line`` for ``-a`` (``keys`` None)."""
+    if bidir:
+        return OutputFormat(FormatKind.FMT, TextLayout.parse(BIDIR_FMT))
+    if keys is None:
+        return OutputFormat(FormatKind.LINE, TextLayout.parse("%line"))
+    pieces: list[Piece] = [*parse_fmt("%ts %td  ")]
+    for index, key in enumerate(keys):
+        if index:
+            pieces.append(" ")
+        pieces.append(VNI_TOKEN if key.token == "vni" else TOKENS[key.token])
+    pieces += parse_fmt("  %pkt %byt %bps %bpp %fl")
+    return OutputFormat(FormatKind.FMT, TextLayout(tuple(pieces)))
+
+
+#: the flow columns each % token prints (those an aggregated row can carry)
+TOKEN_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "pr": ("proto",), "sa": ("src_addr", "src_addr6"), "da": ("dst_addr", "dst_addr6"),
+    "sap": ("src_addr", "src_addr6", "src_port"), "dap": ("dst_addr", "dst_addr6", "dst_port"),
+    "sp": ("src_port",), "dp": ("dst_port",), "it": ("dst_port",), "ic": ("dst_port",),
+    "nh": ("next_hop", "next_hop6"), "nhb": ("bgp_next_hop", "bgp_next_hop6"),
+    "ra": ("exporter", "exporter6"), "sas": ("src_as",), "das": ("dst_as",),
+    "in": ("in_if",), "out": ("out_if",), "tos": ("tos",), "stos": ("tos",),
+    "dtos": ("dst_tos",), "dir": ("flow_direction",), "smk": ("src_mask",),
+    "dmk": ("dst_mask",), "svln": ("src_vlan",), "dvln": ("dst_vlan",),
+    "eng": ("engine_type", "engine_id"), "odid": ("observation_domain",),
+    "tr": ("time_received",),
+}  # fmt: skip
+
+
+def layout_columns(fmt: OutputFormat) -> list[str]:
+    """The flow columns a text layout prints beyond counters and times."""
+    if fmt.layout is None:
+        return []
+    names: list[str] = []
+    for piece in fmt.layout.pieces:
+        if isinstance(piece, Token):
+            names += [n for n in TOKEN_COLUMNS.get(piece.name, ()) if n not in names]
+    return names
+
+
+def layout_prints_flags(fmt: OutputFormat) -> bool:
+    """Whether a text layout shows TCP flags (aggregation then ORs them)."""
+    return fmt.layout is not None and any(
+        isinstance(piece, Token) and piece.name == "flg" for piece in fmt.layout.pieces
+    )
 
 
 def write_aggregate(
     out: TextIO,
     table: pa.Table,
     fmt: OutputFormat,
+    key_names: Sequence[str],
     *,
+    bidir: bool = False,
     utc: bool,
     plain: bool,
     quiet: bool,
 ) -> None:
-    """``-A`` rows: nfdump's aggregate layout, or the contract's CSV / JSON rows."""
-    keys = _key_columns(table)
-    if fmt.kind in (FormatKind.CSV, FormatKind.JSON, FormatKind.NDJSON):
-        measures = ("flows", "packets", "bytes", "time_start", "time_end", "duration_ms",
-                    "pps", "bps", "bpp")  # fmt: skip
-        _write_machine(out, table, keys, measures, fmt, quiet)
+    """Aggregated rows (``Aggregator.result`` / ``BidirAggregator.result``) in a text
+    layout, or as the contract's aggregate rows."""
+    if not fmt.is_text:
+        measures = BIDIR_COLUMNS if bidir else AGGREGATE_COLUMNS
+        write_rows(out, table, [*output_keys(key_names), *measures], fmt, quiet)
         return
-    key_texts = [_key_texts(table, key).to_pylist() for key in keys]
-    headers = [_AGGREGATE_TITLES.get(key, key) for key in keys]
+    writer = RecordWriter(fmt, out, utc=utc, plain_numbers=plain, quiet=quiet)
+    writer.write_header()
+    for batch in table.to_batches():
+        writer.write_batch(batch)
+    writer.finish()
+
+
+def write_record_stat(
+    out: TextIO,
+    spec: StatSpec,
+    table: pa.Table,
+    fmt: OutputFormat,
+    key_names: Sequence[str],
+    *,
+    limit: int,
+    utc: bool,
+    plain: bool,
+    quiet: bool,
+) -> None:
+    """``-s record/ORDER``: the aggregated rows with the largest ORDER, as records."""
+    if spec.type != RECORD_STAT:
+        raise ValueError(f"not a record statistic: {spec.type}")
+    if not fmt.is_text:
+        write_rows(out, table, [*output_keys(key_names), *RATE_COLUMNS], fmt, quiet)
+        return
     if not quiet:
-        key_header = " ".join(f"{h:>16}" for h in headers)
-        out.write(
-            f"{'Date first seen':<23}     {'Duration':>12} {key_header} {'Packets':>9} "
-            f"{'Bytes':>8} {'bps':>8} {'Bpp':>6} {'Flows':>5}\n"
-        )
-    first = np.asarray(pc.cast(table.column("time_start"), pa.int64()), dtype=np.int64)
-    times = time_texts(first, utc=utc).to_pylist()
-    durations = duration_texts(
-        np.asarray(table.column("duration_ms"), dtype=np.int64), plain=plain
-    ).to_pylist()
-    numbers = {
-        name: format_numbers(
-            np.asarray(table.column(name), dtype=np.uint64), plain=plain
-        ).to_pylist()
-        for name in ("packets", "bytes", "bps", "bpp", "flows")
-    }
-    for i in range(table.num_rows):
-        key_cells = " ".join(
-            f"{texts[i] if texts[i] is not None else ''!s:>16}" for texts in key_texts
-        )
-        out.write(
-            f"{times[i]:<23} {durations[i]:>16} {key_cells} {numbers['packets'][i]:>9} "
-            f"{numbers['bytes'][i]:>8} {numbers['bps'][i]:>8} {numbers['bpp'][i]:>6} "
-            f"{numbers['flows'][i]:>5}\n"
-        )
+        out.write(top_heading(limit, "flows", spec.order))
+    writer = RecordWriter(fmt, out, utc=utc, plain_numbers=plain, quiet=quiet)
+    writer.write_header()
+    for batch in table.to_batches():
+        writer.write_batch(batch)
+    out.flush()
 
 
-_AGGREGATE_TITLES: Final = {
-    "src_addr": "Src IP Addr", "dst_addr": "Dst IP Addr", "src_port": "Src Pt",
-    "dst_port": "Dst Pt", "proto": "Proto", "next_hop": "Next-hop IP", "exporter": "Router IP",
-    "src_as": "Src AS", "dst_as": "Dst AS", "in_if": "Input", "out_if": "Output", "tos": "Tos",
-}  # fmt: skip
+# -- machine rows ------------------------------------------------------------------------
 
 
-def _machine_values(table: pa.Table, name: str) -> pa.Array:
+def _machine_column(table: pa.Table, name: str) -> pa.Array:
+    """A field in its machine form: address pairs as text, times ISO-8601 UTC."""
     if name + "6" in table.column_names:
         return _key_texts(table, name)
-    values = table.column(name).combine_chunks()
+    values = table.column(name)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     if pa.types.is_timestamp(values.type):
         return iso_times(values)
     return values
 
 
-def _write_machine(
-    out: TextIO,
-    table: pa.Table,
-    keys: list[str],
-    measures: tuple[str, ...],
-    fmt: OutputFormat,
-    quiet: bool,
+def write_rows(
+    out: TextIO, table: pa.Table, fields: Sequence[str], fmt: OutputFormat, quiet: bool
 ) -> None:
-    fields = [*keys, *measures]
-    columns = {name: _machine_values(table, name) for name in fields}
+    """Rows as CSV (a header unless ``-q``), one JSON array, or NDJSON lines."""
+    rows = table.num_rows
+    columns = [_machine_column(table, name) for name in fields]
     if fmt.kind is FormatKind.CSV:
         if not quiet:
             out.write(",".join(fields) + "\n")
-        cells = [csv_cells(columns[name]).to_pylist() for name in fields]
-        for row in zip(*cells, strict=True):
-            out.write(",".join(row) + "\n")
+        parts: list[Any] = []
+        for index, values in enumerate(columns):
+            if index:
+                parts.append(pa.scalar(","))
+            parts.append(csv_cells(values))
+        out.write(text_block(parts, rows))
         return
-    rows = [dict(zip(fields, values, strict=True)) for values in zip(
-        *(columns[name].to_pylist() for name in fields), strict=True
-    )]  # fmt: skip
+    parts = []
+    for index, (name, values) in enumerate(zip(fields, columns, strict=True)):
+        parts.append(pa.scalar(("," if index else "{") + json.dumps(name) + ":"))
+        parts.append(json_values(values))
+    parts.append(pa.scalar("}"))
     if fmt.kind is FormatKind.NDJSON:
-        for row in rows:
-            out.write(json.dumps(row) + "\n")
-    else:
-        out.write(json.dumps(rows, indent=None) + "\n")
+        out.write(text_block(parts, rows))
+        return
+    body = text_block(parts, rows, ",\n")[:-2] + "\n" if rows else ""
+    out.write("[\n" + body + "]\n")

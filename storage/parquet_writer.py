@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from storage.naming import FileKind, parse_name
 from storage.schema import FLOW_SCHEMA
 from storage.spool import SpoolReader, fsync_directory, lock_existing, lock_new_file
+from storage.summaries import SummaryBuilder, ensure_summary, publish_summary
 
 ROW_GROUP_ROWS: Final = 1_000_000
 ZSTD_LEVEL: Final = 3
@@ -215,7 +216,8 @@ def parquet_path_for(spool: Path) -> Path:
 def convert_spool(
     spool: Path, rows_per_group: int = ROW_GROUP_ROWS, source: str = "rotation"
 ) -> SpoolConversion | None:
-    """Turn a closed spool into its Parquet file, then remove the spool.
+    """Turn a closed spool into its Parquet file and that file's summary
+    (``storage.summaries``, best effort), then remove the spool.
 
     Returns None when another live process holds the spool (its writer, or another
     recovery). Idempotent and safe to interrupt anywhere: if the Parquet file exists it
@@ -230,13 +232,18 @@ def convert_spool(
         return None
     try:
         if final.exists():
+            ensure_summary(final)  # a crash may have come between the two
             _remove(spool)
             return SpoolConversion(spool, final, 0, already_done=True)
         schema = union_schema(SpoolReader(spool).schemas())
         reader = SpoolReader(spool)
         written: WrittenFile | None = None
         if len(schema):
-            written = write_parquet(reader, final, schema, _metadata(spool, source), rows_per_group)
+            summary = SummaryBuilder()  # per-key totals for flowq (storage/summaries.py)
+            batches = summary.observe(reader)
+            metadata = _metadata(spool, source)
+            written = write_parquet(batches, final, schema, metadata, rows_per_group)
+            publish_summary(final, summary)  # before the spool goes; best effort
         else:
             for _ in reader:  # no frame: learn why
                 pass

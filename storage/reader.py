@@ -14,6 +14,9 @@
   widened by ``slack_s`` (default 15 min) on both sides for export delay and exporter
   clock error: a flow received more than ``slack_s`` after it ended may be missed by a
   windowed query.
+- ``plan_summaries`` splits listed files into those a per-key statistic can take from
+  their summary (``storage.summaries``: every row in the window), those with no row in
+  it, and those to scan (spools, files without a usable summary, files the window cuts).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from storage.naming import FileKind, FlowFileName, parse_name, walk_flow_files
 from storage.parquet_writer import parquet_path_for, union_schema
 from storage.schema import FLOW_SCHEMA, TIME_TYPE
 from storage.spool import SpoolReader
+from storage.summaries import SummaryError, SummaryFile, WindowCover, open_summary
 
 DEFAULT_SLACK_S: Final = 900.0
 _log = logging.getLogger(__name__)
@@ -91,25 +95,31 @@ def flow_files(
 ) -> list[FlowSource]:
     """The files to read for ``-R``/``-r`` paths, sorted by interval, worker and n.
 
-    A directory is read recursively (flow file names only, temporary files never); a
-    file is read whatever its name. Raises ``FileNotFoundError`` for a missing path.
+    A directory is read recursively (flow file names only, temporary files never) and
+    its files are pruned by the receive interval in their names; a file named
+    explicitly is read whatever its name and never pruned (its flows may be far from
+    its receive time: a replayed capture, an exporter with a wrong clock). Raises
+    ``FileNotFoundError`` for a missing path.
     """
     start = end = None
     if window is not None:
         start = None if window.start_s is None else window.start_s - slack_s
         end = None if window.end_s is None else window.end_s + slack_s
     found: dict[Path, FlowSource] = {}
+    explicit: set[Path] = set()
     for root in paths:
         if root.is_dir():
             for item in walk_flow_files(root):
                 found.setdefault(item.path.resolve(), _source(item.path, item.name))
         elif root.is_file():
             found.setdefault(root.resolve(), _source(root, parse_name(root.name)))
+            explicit.add(root.resolve())
         else:
             raise FileNotFoundError(2, "no such file or directory", str(root))
     sources = []
     for resolved, source in found.items():
-        if source.name is not None and not source.name.overlaps(start, end):
+        pruned = source.name is not None and not source.name.overlaps(start, end)
+        if pruned and resolved not in explicit:
             continue
         if source.kind is FileKind.SPOOL:
             if not include_spools:
@@ -120,14 +130,24 @@ def flow_files(
     return sorted(sources)
 
 
+def window_ms(window: TimeWindow | None) -> tuple[int | None, int | None]:
+    """The window's bounds in ms, as the rows are compared with them."""
+    if window is None:
+        return None, None
+    start = None if window.start_s is None else int(window.start_s * 1000)
+    end = None if window.end_s is None else int(window.end_s * 1000)
+    return start, end
+
+
 def window_expression(window: TimeWindow) -> pc.Expression | None:
     """nfdump's ``-t`` rule: ``time_start >= start and time_end <= end``."""
     parts = []
-    if window.start_s is not None:
-        start = pa.scalar(int(window.start_s * 1000), pa.int64()).cast(TIME_TYPE)
+    start_ms, end_ms = window_ms(window)
+    if start_ms is not None:
+        start = pa.scalar(start_ms, pa.int64()).cast(TIME_TYPE)
         parts.append(pc.field("time_start") >= start)
-    if window.end_s is not None:
-        end = pa.scalar(int(window.end_s * 1000), pa.int64()).cast(TIME_TYPE)
+    if end_ms is not None:
+        end = pa.scalar(end_ms, pa.int64()).cast(TIME_TYPE)
         parts.append(pc.field("time_end") <= end)
     if not parts:
         return None
@@ -139,6 +159,44 @@ def file_schema(source: FlowSource) -> pa.Schema:
     if source.kind is FileKind.SPOOL:
         return union_schema(SpoolReader(source.path).schemas())
     return pq.read_schema(source.path)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryPlan:
+    """Listed files by how a per-key statistic reads them: ``whole``, every row in the
+    window (take the summary); ``outside``, no row in it (nothing to add, but listed);
+    ``scan``, the rest (spools, no usable summary, partly in the window)."""
+
+    whole: list[tuple[FlowSource, SummaryFile]]
+    outside: list[tuple[FlowSource, SummaryFile]]
+    scan: list[FlowSource]
+
+
+def plan_summaries(sources: list[FlowSource], window: TimeWindow | None = None) -> SummaryPlan:
+    """Open the summaries (footers only) of ``sources`` and decide per file; results
+    merged from ``whole`` summaries plus a scan of ``scan`` under the window equal a
+    scan of everything. An unusable summary just puts its file in ``scan``."""
+    plan = SummaryPlan([], [], [])
+    start_ms, end_ms = window_ms(window)
+    for source in sources:
+        current = _current(source)
+        summary = None
+        if current.kind is FileKind.PARQUET:
+            try:
+                summary = open_summary(current.path)
+            except SummaryError as error:
+                _log.info("scanning %s: %s", current.path, error)
+        if summary is None:
+            plan.scan.append(source)
+            continue
+        cover = summary.totals.window_cover(start_ms, end_ms)
+        if cover is WindowCover.WHOLE:
+            plan.whole.append((current, summary))
+        elif cover is WindowCover.NONE:
+            plan.outside.append((current, summary))
+        else:
+            plan.scan.append(current)
+    return plan
 
 
 def _current(source: FlowSource) -> FlowSource:

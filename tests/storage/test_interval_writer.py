@@ -101,8 +101,10 @@ def test_restart_in_the_same_interval_never_overwrites(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [
         "flowcap.202511220830-202511220835.0.0.parquet",
+        "flowcap.202511220830-202511220835.0.0.summary",  # storage/summaries.py
         "flowcap.202511220830-202511220835.0.1.spool",
         "flowcap.202511220830-202511220835.0.2.parquet",
+        "flowcap.202511220830-202511220835.0.2.summary",
     ]
     assert rows_of(finished(tmp_path)) == row_set([batches[0], batches[2]])
 

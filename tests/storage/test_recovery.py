@@ -18,6 +18,7 @@ from storage import parquet_writer
 from storage.naming import FileKind, FlowFileName, list_flow_files, subdir
 from storage.recovery import recover, recover_spools
 from storage.spool import SpoolWriter
+from storage.summaries import summary_path_for
 from tests.storage.synthetic import BASE_S, record_batches, row_set
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +108,8 @@ def test_recovery_killed_midway_finishes_without_duplicates(tmp_path, monkeypatc
     monkeypatch.undo()
     recovered = recover(base)
     assert stored_rows(base) == row_set(batches)
-    assert sorted(p.name for p in base.iterdir()) == [spool_name().as_kind(FileKind.PARQUET).name]
+    final = base / spool_name().as_kind(FileKind.PARQUET).name
+    assert sorted(p.name for p in base.iterdir()) == [final.name, summary_path_for(final).name]
     assert len(recovered) == (0 if point in ("after_publish", "remove") else 1)
 
 
@@ -118,7 +120,7 @@ def test_parquet_wins_over_its_spool(tmp_path):
     final = base / spool_name().as_kind(FileKind.PARQUET).name
     pq.write_table(pa.Table.from_batches(batches[:1]), final)
     assert recover(base) == []
-    assert [p.name for p in base.iterdir()] == [final.name]
+    assert sorted(p.name for p in base.iterdir()) == [final.name, summary_path_for(final).name]
     assert stored_rows(base) == row_set(batches[:1])
 
 
