@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,11 @@ DEFAULT_ROTATION_S: Final = 300
 #: kernel caps the request at net.core.rmem_max (see docs/operations.md).
 DEFAULT_SOCKET_BUFFER_BYTES: Final = 32 * 1024 * 1024
 DEFAULT_METRICS: Final = "127.0.0.1:9723"
+#: setsockopt takes a C int: a larger request is no buffer size, it is a crash
+MAX_SOCKET_BUFFER_BYTES: Final = 2**31 - 1
+#: a day: intervals are for rotating files every few minutes, and a longer one is one
+#: spool that grows for days (and far larger values overflow the interval arithmetic)
+MAX_ROTATION_S: Final = 86_400
 SUBDIR_LAYOUTS: Final = range(0, 9)  # nfcapd's -S numbers
 
 
@@ -189,6 +195,8 @@ def _validate(values: dict[str, Any]) -> Config:
 
 def _set(config: Config, name: str, value: Any) -> Config:
     if name in ("flow_dir", "config_file"):
+        if not isinstance(value, str | Path) or str(value) == "":
+            raise ConfigError(f"{name}: {value!r} is not a directory path")
         return replace(config, **{name: Path(value)})
     if name in ("port", "rotation_interval_s", "subdir_layout", "socket_buffer_bytes", "workers"):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -216,16 +224,19 @@ def _set(config: Config, name: str, value: Any) -> Config:
 def _checked(config: Config) -> Config:
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port {config.port} is not 0-65535")
-    if config.rotation_interval_s < 1:
-        raise ConfigError(f"rotation interval {config.rotation_interval_s} s must be >= 1")
+    if not 1 <= config.rotation_interval_s <= MAX_ROTATION_S:
+        raise ConfigError(
+            f"rotation interval {config.rotation_interval_s} s is not 1-{MAX_ROTATION_S}"
+        )
     if config.subdir_layout not in SUBDIR_LAYOUTS:
         raise ConfigError(f"sub-directory layout {config.subdir_layout} is not 0-8")
-    if config.socket_buffer_bytes < 4096:
-        raise ConfigError(f"socket buffer {config.socket_buffer_bytes} bytes is below 4096")
+    if not 4096 <= config.socket_buffer_bytes <= MAX_SOCKET_BUFFER_BYTES:
+        size = config.socket_buffer_bytes
+        raise ConfigError(f"socket buffer {size} bytes is not 4096-{MAX_SOCKET_BUFFER_BYTES}")
     if not 1 <= config.workers <= 256:
         raise ConfigError(f"workers {config.workers} is not 1-256")
-    if config.flush_interval_s <= 0:
-        raise ConfigError("flush interval must be positive")
+    if not (math.isfinite(config.flush_interval_s) and config.flush_interval_s > 0):
+        raise ConfigError(f"flush interval {config.flush_interval_s} s must be a positive number")
     if config.log_level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log level {config.log_level!r} is not debug/info/warning/error")
     if config.bind is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -23,10 +24,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Final
 
-import asyncio_dgram
 import uvloop
 
 from collector.config import Config, ConfigError, load_config
@@ -57,6 +58,9 @@ HOUSEKEEPING_INTERVAL_S: Final = 1.0
 TEMPLATE_SAVE_INTERVAL_S: Final = 10.0
 #: workers report their counters to the parent this often (``--workers N``)
 REPORT_INTERVAL_S: Final = 1.0
+#: the signals flowcapd handles; blocked from before a worker is forked until its loop
+#: handles them, so one sent right after start waits instead of killing the worker
+HANDLED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def setup_logging(level: str) -> None:
@@ -68,6 +72,12 @@ def setup_logging(level: str) -> None:
         else ("%(asctime)s flowcapd[%(process)d] %(levelname)s %(message)s")
     )
     logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def announce_line(message: str, *args: object) -> None:
+    """Lines the operator and tests rely on (the bound port with ``-p 0``): logged at
+    INFO, or at the configured level when that is higher, so they always show."""
+    log.log(max(logging.INFO, log.getEffectiveLevel()), message, *args)
 
 
 def _copy(counts: dict[str, int]) -> dict[str, int]:
@@ -93,6 +103,7 @@ class FlowCollector:
         self.worker = worker
         self._sock = sock
         self._drain_sock: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
         self.decoder = FlowDecoder()
         self.queue = BatchQueue()
         self.pipeline = ReceivePipeline(self.decoder, self.queue, config.allowed_networks)
@@ -129,6 +140,7 @@ class FlowCollector:
                 self.config.bind, self.config.port, self.config.socket_buffer_bytes
             )
         self._drain_sock = self._sock.dup()
+        self._address = bound_address(self._sock)
         self.storage.start()
         self._transport, _ = await self._loop.create_datagram_endpoint(
             lambda: DatagramReceiver(self.pipeline.on_datagram, self._on_socket_error),
@@ -142,8 +154,10 @@ class FlowCollector:
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._drain_sock is not None or self._sock is not None
-        return bound_address(self._drain_sock or self._sock)  # type: ignore[arg-type]
+        """The (host, port) bound; still known after ``stop`` closed the socket."""
+        if self._address is None:
+            raise RuntimeError("the collector has not started")
+        return self._address
 
     async def stop(self) -> None:
         """Stop receiving, drain the socket, write and finalize everything."""
@@ -274,14 +288,30 @@ class FlowCollector:
 # -- running -------------------------------------------------------------------------
 
 
+def recover_spools(flow_dir: Path) -> None:
+    """Turn the spools a dead process left into Parquet (spools of live workers are
+    locked, and skipped)."""
+    try:
+        for path in recover(flow_dir):
+            log.info("recovered %s", path)
+    except OSError as error:
+        log.error("recovering spools in %s failed: %s", flow_dir, error)
+
+
 async def _report_to_parent(collector: FlowCollector, report: socket.socket) -> None:
-    """Send this worker's counters to the parent once a second (asyncio-dgram: a
-    low-rate coroutine, unlike the receive path)."""
-    stream = await asyncio_dgram.from_socket(report)
+    """Send this worker's counters to the parent once a second.
+
+    A plain non-blocking ``send``, not asyncio-dgram: the report socket is one end of
+    a connected socketpair, and ``asyncio_dgram.from_socket`` on a connected socket
+    sets ``transport._address``, which uvloop's UDPTransport does not have (the task
+    died at once, the parent's metrics stayed at zero and the worker exited 1). A
+    report is a few hundred bytes once a second; one the kernel cannot queue is
+    dropped, and the next carries the same counters."""
+    report.setblocking(False)
     while True:
         message = {"worker": collector.worker, "stats": collector.stats_snapshot()}
         with contextlib.suppress(OSError):
-            await stream.send(json.dumps(message).encode())
+            report.send(json.dumps(message).encode())
         await asyncio.sleep(REPORT_INTERVAL_S)
 
 
@@ -291,6 +321,7 @@ async def run_worker(
     worker: int,
     announce: bool,
     report: socket.socket | None = None,
+    restarted: bool = False,
 ) -> int:
     collector = FlowCollector(config, sock, worker)
     loop = asyncio.get_running_loop()
@@ -298,19 +329,17 @@ async def run_worker(
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, collector.rotate)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # blocked by a forking parent
     host, port = await collector.start()
+    if restarted:  # the predecessor's spool: on the storage thread, off the receive path
+        collector.storage.submit(lambda: recover_spools(config.flow_dir))
     reporter = None
     if report is not None:
         reporter = asyncio.create_task(_report_to_parent(collector, report))
     elif config.metrics_address is not None:
-        try:
-            serve_metrics(
-                config.metrics_address, collector.stats_snapshot, collector.socket_inodes, 1
-            )
-        except OSError as error:
-            log.error("metrics endpoint %s: %s", config.metrics, error)
+        _start_metrics(config.metrics_address, collector.stats_snapshot, collector.socket_inodes, 1)
     if announce:
-        log.info(
+        announce_line(
             "listening on %s:%d (receive buffer %d bytes, flows in %s)",
             _format_host(host),
             port,
@@ -320,6 +349,7 @@ async def run_worker(
     await stopping.wait()
     log.info("stopping")
     await collector.stop()
+    lost = collector.storage.stats.rows_lost
     if reporter is not None:
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -330,7 +360,41 @@ async def run_worker(
             report.send(
                 json.dumps({"worker": worker, "stats": collector.stats_snapshot()}).encode()
             )  # type: ignore[union-attr]
-    return 0
+    return 1 if lost else 0  # flows the disk never took: the operator must know
+
+
+def _start_metrics(
+    address: tuple[str, int],
+    snapshot: Callable[[], StatsSnapshot],
+    socket_inodes: Callable[[], list[int]],
+    workers: int,
+) -> None:
+    """Serve the scrape endpoint and log where: with port 0 (``--metrics ADDR:0``) the
+    kernel picks the port, and the log line is how a test or an operator finds it."""
+    try:
+        server, _ = serve_metrics(address, snapshot, socket_inodes, workers)
+    except OSError as error:
+        log.error("metrics endpoint %s:%d: %s", _format_host(address[0]), address[1], error)
+        return
+    host, port = server.server_address[:2]  # type: ignore[attr-defined]
+    announce_line("metrics on http://%s:%d/metrics", _format_host(host), port)
+
+
+#: prctl(2) option: the signal a process gets when its parent dies (Linux)
+PR_SET_PDEATHSIG: Final = 1
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Ask for SIGTERM when the parent dies, even of ``kill -9``: a worker otherwise
+    lives on as an orphan holding the port and its spool, beside the next start's
+    workers. SIGTERM makes it drain, write and finalize like any stop."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: nothing to ask for
+        return
+    if os.getppid() != parent:  # it died before the request
+        os.kill(os.getpid(), signal.SIGTERM)  # pending until the loop handles it
 
 
 def _run_forked_workers(config: Config) -> int:
@@ -343,26 +407,49 @@ def _run_forked_workers(config: Config) -> int:
     children: dict[int, int] = {}
     reports_in, reports_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     reports = WorkerReports()
+    stopping = False
 
-    def spawn(worker: int) -> None:
+    def spawn(worker: int, restarted: bool = False) -> None:
+        # the child inherits the blocked signals and unblocks them once its loop handles
+        # them: a SIGTERM sent just after start otherwise killed a worker still starting
+        # (exit 1, and nobody read what the kernel had queued on its socket)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        parent = os.getpid()
         pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                for index, other in enumerate(sockets):
-                    if index != worker:
-                        close_quietly(other)
-                close_quietly(reports_in)
-                code = uvloop.run(
-                    run_worker(config, sockets[worker], worker, announce=False, report=reports_out)
+        if pid != 0:
+            # known to ``forward`` before a signal can run it; a stop that came while
+            # it was forked (a worker restarted during shutdown) is passed on here
+            children[pid] = worker
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            if stopping:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            return
+        code = 1
+        try:
+            _stop_with_parent(parent)
+            for index, other in enumerate(sockets):
+                if index != worker:
+                    close_quietly(other)
+            close_quietly(reports_in)
+            code = uvloop.run(
+                run_worker(
+                    config,
+                    sockets[worker],
+                    worker,
+                    announce=False,
+                    report=reports_out,
+                    restarted=restarted,
                 )
-            except BaseException:
-                log.exception("worker %d failed", worker)
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        children[pid] = worker
+            )
+        except BaseException:
+            log.exception("worker %d failed", worker)
+        finally:
+            logging.shutdown()
+            os._exit(code)
 
+    # until ``forward`` is installed a signal would kill the parent and orphan the workers
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     for worker in range(config.workers):
         spawn(worker)
     threading.Thread(
@@ -370,18 +457,14 @@ def _run_forked_workers(config: Config) -> int:
     ).start()
     if config.metrics_address is not None:
         inodes = [socket_inode(sock.fileno()) for sock in sockets]
-        try:
-            serve_metrics(config.metrics_address, reports.total, lambda: inodes, config.workers)
-        except OSError as error:
-            log.error("metrics endpoint %s: %s", config.metrics, error)
-    log.info(
+        _start_metrics(config.metrics_address, reports.total, lambda: inodes, config.workers)
+    announce_line(
         "listening on %s:%d (%d workers, flows in %s)",
         _format_host(host),
         port,
         config.workers,
         config.flow_dir,
     )
-    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -391,8 +474,9 @@ def _run_forked_workers(config: Config) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in HANDLED_SIGNALS:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
     status = 0
     while children:
         try:
@@ -410,7 +494,7 @@ def _run_forked_workers(config: Config) -> int:
         else:
             log.error("worker %d exited with %d; restarting it", worker, code)
             reports.retire(worker)
-            spawn(worker)
+            spawn(worker, restarted=True)
     for sock in sockets:
         close_quietly(sock)
     return status
@@ -506,11 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if config.read:
         return run_offline(config)
-    try:
-        for path in recover(config.flow_dir):
-            log.info("recovered %s", path)
-    except OSError as error:
-        log.error("recovering spools in %s failed: %s", config.flow_dir, error)
+    recover_spools(config.flow_dir)
     try:
         if config.workers > 1:
             return _run_forked_workers(config)

@@ -23,7 +23,9 @@ from parsers.errors import DropReason
 
 StatsSnapshot = dict[str, Any]
 
-VERSIONS: Final = ("5", "9", "10")
+#: version labels, pre-created; "other" counts datagrams of no known version (they are
+#: received too, and dropped as unknown_version or truncated)
+VERSIONS: Final = ("5", "9", "10", "other")
 #: drop reasons, pre-created so zeros show (parsers' reasons + the collector's own)
 DROP_REASONS: Final = (*(r.value for r in DropReason), "not_allowed", "internal_error")
 PROC_NET_UDP: Final = (Path("/proc/net/udp"), Path("/proc/net/udp6"))

@@ -37,13 +37,14 @@ async def send_datagrams(
     local = source or (("::" if family == socket.AF_INET6 else "0.0.0.0"), 0)
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.bind(local)
-    sock.connect(target)
+    # unconnected, addressed per send: asyncio_dgram.from_socket on a connected socket
+    # sets ``transport._address``, which uvloop's UDPTransport does not have
     stream = await asyncio_dgram.from_socket(sock)
     sent = 0
     started = time.perf_counter()
     try:
         for payload in datagrams:
-            await stream.send(payload)
+            await stream.send(payload, target)
             sent += 1
             if rate_per_s:
                 delay = sent / rate_per_s - (time.perf_counter() - started)

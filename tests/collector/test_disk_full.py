@@ -333,7 +333,7 @@ def test_disk_full_keeps_receiving_and_stores_every_flow_once_when_space_returns
     assert "writing flows again" in log
     assert "flows lost" not in log
     assert stored_flow_ids(daemon.flow_dir) == list(range(900))  # each exactly once
-    assert all(name.endswith(".parquet") for name in flow_files(daemon.flow_dir))
+    assert all(name.endswith((".parquet", ".summary")) for name in flow_files(daemon.flow_dir))
 
 
 def test_sigterm_on_a_full_disk_keeps_retrying_and_stores_every_flow_once(
@@ -363,7 +363,7 @@ def test_sigterm_on_a_full_disk_keeps_retrying_and_stores_every_flow_once(
     assert "flows lost" not in log
     assert re.search(r"stopped: 22 datagrams, 660 flows decoded, 660 written", log), log
     assert stored_flow_ids(daemon.flow_dir) == list(range(660))
-    assert all(name.endswith(".parquet") for name in flow_files(daemon.flow_dir))
+    assert all(name.endswith((".parquet", ".summary")) for name in flow_files(daemon.flow_dir))
 
 
 def test_rotation_on_a_full_disk_converts_the_spool_once_space_returns(
@@ -392,7 +392,7 @@ def test_rotation_on_a_full_disk_converts_the_spool_once_space_returns(
     )
     daemon.stop()
     assert stored_flow_ids(daemon.flow_dir) == list(range(450))
-    assert all(name.endswith(".parquet") for name in flow_files(daemon.flow_dir))
+    assert all(name.endswith((".parquet", ".summary")) for name in flow_files(daemon.flow_dir))
 
 
 def test_read_only_mid_run_then_writable_stores_every_flow_once(
@@ -407,7 +407,7 @@ def test_read_only_mid_run_then_writable_stores_every_flow_once(
     wait_until(
         lambda: (
             (names := flow_files(daemon.flow_dir)) != []
-            and all(n.endswith(".parquet") for n in names)
+            and all(n.endswith((".parquet", ".summary")) for n in names)
         ),
         15,
         lambda: str(flow_files(daemon.flow_dir)),
@@ -432,7 +432,7 @@ def test_read_only_mid_run_then_writable_stores_every_flow_once(
     log = daemon.stop()
     assert "writing flows again" in log
     assert stored_flow_ids(daemon.flow_dir) == list(range(390))
-    assert all(name.endswith(".parquet") for name in flow_files(daemon.flow_dir))
+    assert all(name.endswith((".parquet", ".summary")) for name in flow_files(daemon.flow_dir))
 
 
 def test_read_only_at_start_then_writable_stores_every_flow_once(
