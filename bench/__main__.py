@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
-from bench import bench_decode, bench_ingest, bench_storage
+from bench import bench_decode, bench_ingest, bench_query, bench_storage
 
 
 class Subcommand(Protocol):
@@ -25,7 +25,7 @@ class Subcommand(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-SUBCOMMANDS: tuple[Subcommand, ...] = (bench_decode, bench_ingest, bench_storage)  # type: ignore[assignment]
+SUBCOMMANDS: tuple[Subcommand, ...] = (bench_decode, bench_ingest, bench_storage, bench_query)  # type: ignore[assignment]
 
 
 def build_parser() -> argparse.ArgumentParser:
