@@ -15,9 +15,6 @@ from typing import Final
 
 import pyarrow as pa
 
-from parsers.capture import CaptureError, read_capture
-from parsers.decoder import FlowDecoder
-from parsers.errors import ParseError
 from storage.reader import ReadProblem
 from storage.schema import FLOW_SCHEMA, to_record_batch
 
@@ -59,7 +56,15 @@ def _projected(batch: pa.RecordBatch, columns: list[str] | None) -> pa.RecordBat
 
 
 def capture_batches(capture: CaptureInput, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-    """Flows of a capture file as record batches (``columns`` projected, or all present)."""
+    """Flows of a capture file as record batches (``columns`` projected, or all present).
+
+    The decoder is imported here, not at module level: it (and dpkt) costs ~75 ms of
+    start-up that queries over stored files should not pay.
+    """
+    from parsers.capture import CaptureError, read_capture
+    from parsers.decoder import FlowDecoder
+    from parsers.errors import ParseError
+
     data = capture.path.read_bytes()
     decoder = FlowDecoder()
     now_ns = time.time_ns()
