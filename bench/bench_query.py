@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -61,13 +60,10 @@ import pyarrow.parquet as pq
 
 from bench.bench_storage import (
     BEGIN_MS,
-    _free_udp_port,
-    _udp_queue,
-    _wait_for,
     build_datagrams,
+    feed_nfcapd,
     generate_flows,
     nfdump_totals,
-    send_paced,
 )
 from bench.environment import REPO_ROOT, RESULTS_DIR, machine_info, write_json
 
@@ -171,40 +167,12 @@ def flowcap_totals(directory: Path) -> dict[str, int]:
     return totals
 
 
-def feed_nfcapd(
+def store_with_nfcapd(
     messages: list[tuple[bytes, int]], flows: int, directory: Path, send_rate: float
 ) -> dict[str, Any]:
-    """Start ``nfcapd -y -t 300``, send the datagrams paced, SIGTERM it, count its flows."""
-    directory.mkdir(parents=True)
-    port = _free_udp_port()
-    command = [
-        "nfcapd",
-        "-y",
-        "-w",
-        str(directory),
-        "-p",
-        str(port),
-        "-b",
-        "127.0.0.1",
-        "-t",
-        str(ROTATION_S),
-        "-B",
-        str(64 << 20),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not _wait_for(lambda: _udp_queue(port) is not None, 10):
-            raise RuntimeError("nfcapd did not bind its port within 10 s")
-        begin = time.perf_counter()
-        send_paced(messages, port, flows / send_rate / len(messages))
-        _wait_for(lambda: _udp_queue(port) == 0, 60)
-        sent_s = time.perf_counter() - begin
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    """``nfcapd -y -t 300`` fed the datagrams paced, then its flow count."""
+    flags = ["-y", "-t", str(ROTATION_S), "-B", str(64 << 20)]
+    sent_s = feed_nfcapd(messages, directory, flags, flows / send_rate / len(messages))
     totals = nfdump_totals(directory)
     totals["files"] = len(list(directory.glob("nfcapd.2*")))
     return {"send_s": round(sent_s, 2), "send_rate_flows_per_s": send_rate, **totals}
@@ -297,7 +265,7 @@ def build_dataset(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
         _progress(f"nfcapd over UDP at {rate:,.0f} flows/s")
         if dataset.nfcapd.exists():
             shutil.rmtree(dataset.nfcapd)
-        nfcapd = feed_nfcapd(messages, facts["flows"], dataset.nfcapd, rate)
+        nfcapd = store_with_nfcapd(messages, facts["flows"], dataset.nfcapd, rate)
         nfcapd["attempt"] = attempt + 1
         if nfcapd["flows"] == facts["flows"]:
             break

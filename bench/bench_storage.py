@@ -267,30 +267,45 @@ def nfdump_totals(directory: Path) -> dict[str, int]:
     return totals
 
 
-def run_nfcapd(
-    messages: list[tuple[bytes, int]], flows: int, compression: str, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Start nfcapd, send, stop it with SIGTERM (it then closes its file), measure."""
-    directory = args.workdir / f"nfcapd-{compression}"
-    directory.mkdir()
+def feed_nfcapd(
+    messages: list[tuple[bytes, int]],
+    directory: Path,
+    extra_flags: list[str],
+    per_message_s: float,
+    drain_timeout_s: float = 60,
+) -> float:
+    """Start ``nfcapd -w DIRECTORY`` on a free loopback port, send the datagrams paced,
+    wait until its socket is drained, SIGTERM it (it then closes its file); return the
+    sending seconds. The one nfcapd harness of the benchmarks."""
+    directory.mkdir(parents=True, exist_ok=True)
     port = _free_udp_port()
-    command = ["nfcapd", "-w", str(directory), "-p", str(port), "-b", "127.0.0.1", "-t", "60"]
-    command += ["-B", str(args.socket_buffer), NFCAPD_FLAGS[compression] or ""]
-    process = subprocess.Popen([c for c in command if c], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    command = ["nfcapd", "-w", str(directory), "-p", str(port), "-b", "127.0.0.1", *extra_flags]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not _wait_for(lambda: _udp_queue(port) is not None, 10):
             raise RuntimeError("nfcapd did not bind its port within 10 s")
         begin = time.monotonic()
-        send_paced(messages, port, flows / args.send_rate / len(messages))
-        _wait_for(lambda: _udp_queue(port) == 0, 30)
+        send_paced(messages, port, per_message_s)
+        _wait_for(lambda: _udp_queue(port) == 0, drain_timeout_s)
         sent_s = time.monotonic() - begin
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        process.wait(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    return sent_s
+
+
+def run_nfcapd(
+    messages: list[tuple[bytes, int]], flows: int, compression: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """nfcapd with one compression on the datagrams: bytes per stored flow."""
+    directory = args.workdir / f"nfcapd-{compression}"
+    flags = ["-t", "60", "-B", str(args.socket_buffer)]
+    if NFCAPD_FLAGS[compression]:
+        flags.append(NFCAPD_FLAGS[compression])
+    sent_s = feed_nfcapd(messages, directory, flags, flows / args.send_rate / len(messages), 30)
     size = sum(f.stat().st_size for f in directory.glob("nfcapd.2*"))
     totals = nfdump_totals(directory)
     return {

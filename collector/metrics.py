@@ -31,6 +31,26 @@ DROP_REASONS: Final = (*(r.value for r in DropReason), "not_allowed", "internal_
 PROC_NET_UDP: Final = (Path("/proc/net/udp"), Path("/proc/net/udp6"))
 
 
+#: (metric, help, snapshot key) of the plain counters and gauges
+COUNTERS: Final = (
+    ("flowcap_flows_decoded", "Flow records decoded", "flows_decoded"),
+    ("flowcap_flows_written", "Flow records durably written (spool fsynced)", "flows_written"),
+    ("flowcap_flows_queue_dropped", "Flow records dropped because the storage queue was full",
+     "flows_queue_dropped"),
+    ("flowcap_options_records", "Options data records decoded", "options_records"),
+    ("flowcap_sequence_lost", "Records the exporters' sequence numbers say were lost",
+     "sequence_lost"),
+    ("flowcap_storage_write_errors",
+     "Failed attempts to write flows (disk full, unwritable directory)", "write_errors"),
+)  # fmt: skip
+GAUGES: Final = (
+    ("flowcap_templates", "Templates held", "templates"),
+    ("flowcap_held_sets", "Data sets held waiting for their template", "held_sets"),
+    ("flowcap_storage_backlog_rows", "Flows waiting to be written (queue and memory backlog)",
+     "backlog_rows"),
+)  # fmt: skip
+
+
 def kernel_drops(socket_inodes: Iterable[int]) -> int:
     """Sum of the ``drops`` column of /proc/net/udp(6) for our sockets' inodes."""
     wanted = {str(inode) for inode in socket_inodes}
@@ -128,52 +148,15 @@ class FlowcapMetrics(Collector):
         for reason in sorted(set(DROP_REASONS) | set(by_reason)):
             dropped.add_metric([reason], by_reason.get(reason, 0))
         yield dropped
-        yield CounterMetricFamily(
-            "flowcap_flows_decoded", "Flow records decoded", value=stats.get("flows_decoded", 0)
-        )
-        yield CounterMetricFamily(
-            "flowcap_flows_written",
-            "Flow records durably written (spool fsynced)",
-            value=stats.get("flows_written", 0),
-        )
-        yield CounterMetricFamily(
-            "flowcap_flows_queue_dropped",
-            "Flow records dropped because the storage queue was full",
-            value=stats.get("flows_queue_dropped", 0),
-        )
-        yield CounterMetricFamily(
-            "flowcap_options_records",
-            "Options data records decoded",
-            value=stats.get("options_records", 0),
-        )
-        yield CounterMetricFamily(
-            "flowcap_sequence_lost",
-            "Records the exporters' sequence numbers say were lost",
-            value=stats.get("sequence_lost", 0),
-        )
+        for name, help_text, key in COUNTERS:
+            yield CounterMetricFamily(name, help_text, value=stats.get(key, 0))
         yield CounterMetricFamily(
             "flowcap_kernel_drops",
             "Datagrams the kernel dropped on our sockets (/proc/net/udp)",
             value=kernel_drops(self._socket_inodes()),
         )
-        yield CounterMetricFamily(
-            "flowcap_storage_write_errors",
-            "Failed attempts to write flows (disk full, unwritable directory)",
-            value=stats.get("write_errors", 0),
-        )
-        yield GaugeMetricFamily(
-            "flowcap_templates", "Templates held", value=stats.get("templates", 0)
-        )
-        yield GaugeMetricFamily(
-            "flowcap_held_sets",
-            "Data sets held waiting for their template",
-            value=stats.get("held_sets", 0),
-        )
-        yield GaugeMetricFamily(
-            "flowcap_storage_backlog_rows",
-            "Flows waiting to be written (queue and memory backlog)",
-            value=stats.get("backlog_rows", 0),
-        )
+        for name, help_text, key in GAUGES:
+            yield GaugeMetricFamily(name, help_text, value=stats.get(key, 0))
         yield GaugeMetricFamily(
             "flowcap_workers", "Receiving worker processes", value=self._workers
         )

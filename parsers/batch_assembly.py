@@ -15,12 +15,11 @@ import numpy as np
 
 from parsers.elements import ElementKind
 from parsers.events import ColumnValues, FlowBatch, OptionsRecord, VarBinary
-from parsers.exporter_state import MAX_SAMPLING_INTERVAL, ExporterState, sampling_interval_of
+from parsers.exporter_state import MAX_SAMPLING_INTERVAL, ExporterState
 from parsers.netflow_v5 import COPIED_FIELDS as V5_COPIED_FIELDS
 from parsers.netflow_v5 import V5_RECORD_DTYPE
 from parsers.record_decoder import COLUMN_SPECS, RawColumns
 from parsers.timebase import (
-    UNKNOWN_NS,
     ExportClock,
     TimeField,
     resolve_flow_times,
@@ -296,11 +295,4 @@ def options_records(
     ]
 
 
-__all__ = [
-    "UNKNOWN_NS",
-    "ContextTable",
-    "assemble_flow_batch",
-    "assemble_v5_batch",
-    "options_records",
-    "sampling_interval_of",
-]
+__all__ = ["ContextTable", "assemble_flow_batch", "assemble_v5_batch", "options_records"]

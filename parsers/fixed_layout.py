@@ -15,7 +15,7 @@ import struct
 import construct
 import numpy as np
 
-from parsers.errors import ParseError, TruncatedDatagram
+from parsers.errors import TruncatedDatagram
 
 
 def _format_fields(definition: construct.Struct) -> list[tuple[str, str]]:
@@ -74,4 +74,4 @@ def unpack_checked(reader: struct.Struct, data: bytes, offset: int, what: str) -
     return reader.unpack_from(data, offset)
 
 
-__all__ = ["ParseError", "dtype_for", "field_names", "struct_for", "unpack_checked"]
+__all__ = ["dtype_for", "field_names", "struct_for", "unpack_checked"]
