@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         dest="output",
         metavar="FMT",
-        help="line (default), long, extended, csv, json, ndjson, fmt:<%%tokens>",
+        help="line (default), long, extended, csv, json, ndjson, fmt:<%%tokens>, or null "
+        "(no records: the summary only)",
     )
     parser.add_argument(
         "-s",
@@ -316,7 +317,8 @@ class Query:
 
     def columns(self) -> list[str] | None:
         """The columns to read: all when records are printed, else what is used."""
-        if not self.stats and not self.aggregating and self.args.series is None:
+        printed = self.format.prints_records and not self.stats and not self.aggregating
+        if printed and self.args.series is None:
             return None
         needed = set(filter_columns(self.node)) | set(_SUMMARY_COLUMNS)
         for spec in self.element_stats:
@@ -438,7 +440,7 @@ def _batches_beyond_summaries(
     options = vars(query.args)
     key_sets = [accumulator.summary_key_sets() for accumulator in accumulators]
     if (
-        not accumulators
+        (not accumulators and query.format.prints_records)
         or query.record_stats
         or not isinstance(query.node, AnyFlow)
         or any(options[n] != defaults.get(n) for n in options if n not in _SUMMARY_SAFE_OPTIONS)
@@ -450,8 +452,9 @@ def _batches_beyond_summaries(
     rescan = list(plan.scan)
     merged = [file_summary for _, file_summary in plan.outside]
     for source, file_summary in plan.whole:
+        wanted = [key_set for sets in key_sets for key_set in sets or ()]
         try:
-            tables = file_summary.read(key_set for sets in key_sets for key_set in sets or ())
+            tables = file_summary.read(wanted) if wanted else {}
         except SummaryError:
             rescan.append(source)
             continue
@@ -515,7 +518,7 @@ def _run(query: Query, out: TextIO) -> None:
     for problem in query.problems:
         print(f"{PROGRAM}: skipped {problem.path}: {problem.message}", file=sys.stderr)
     if writer is not None:
-        writer.finish()
+        writer.finish(summary.records_passed)
     options = {"utc": args.utc, "plain": args.plain, "quiet": args.quiet}
     if query.stats:
         if query.format.is_text and summary.records_passed == 0:
@@ -530,7 +533,7 @@ def _run(query: Query, out: TextIO) -> None:
         for accumulator in stat_accumulators:
             write_statistic(out, accumulator.spec, accumulator.result(query.stat_limit), totals,
                             query.format, limit=query.stat_limit, **options)  # fmt: skip
-    elif aggregator is not None:
+    elif aggregator is not None and query.format.prints_records:
         rows = aggregator.result(args.order, query.row_limit)
         write_aggregate(out, rows, query.format, aggregator.key_names, bidir=query.bidir,
                         **options)  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from flowq.output_text import (
     ADDRESS_COLUMNS,
@@ -33,6 +34,7 @@ from flowq.output_text import (
     column,
     format_times,
     join_parts,
+    text_block,
 )
 from storage.schema import CORE_FIELDS, FLOW_SCHEMA, TIME_TYPE
 
@@ -62,6 +64,9 @@ _EMPTY: Final = pa.scalar("")
 _NULL: Final = pa.scalar("null")
 _CLOSE_BRACE: Final = pa.scalar("}")
 _SCHEMA_TYPES: Final = {f.name: f.type for f in FLOW_SCHEMA}
+#: rows only (flowq writes the header), never quoted: ``csv_block`` checked no cell
+#: needs quotes; nulls are empty cells, newline "\n"
+_CSV_ROWS_ONLY: Final = pa_csv.WriteOptions(include_header=False, quoting_style="none")
 
 
 def field_values(batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -164,6 +169,28 @@ def csv_parts(batch: pa.RecordBatch, fields: Sequence[str]) -> list[Part]:
         values = present_values(batch, name)
         parts.append(_EMPTY if values is None else csv_cells(values))
     return parts
+
+
+def csv_block(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
+    """The batch's CSV lines over ``fields``, newline-terminated, as UTF-8 bytes.
+
+    Arrow's CSV writer joins the cells (C++, about twice as fast as joining them with
+    compute kernels) when no text cell needs RFC 4180 quotes; a batch with one (a free
+    text column holding a comma or quote) is joined by ``csv_parts``."""
+    columns: dict[str, pa.Array] = {}
+    for name in fields:
+        values = present_values(batch, name)
+        if values is None:
+            columns[name] = pa.nulls(batch.num_rows, pa.string())
+            continue
+        is_text = _is_text(values) or pa.types.is_boolean(values.type)
+        text = _plain_text(values) if is_text else values
+        if _is_text(values) and _any_match(text, r'[",\r\n]'):
+            return text_block(csv_parts(batch, fields), batch.num_rows).encode()
+        columns[name] = text
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(pa.table(columns), sink, _CSV_ROWS_ONLY)
+    return sink.getvalue().to_pybytes()
 
 
 def csv_rows(batch: pa.RecordBatch, fields: Sequence[str]) -> pa.Array:

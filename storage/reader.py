@@ -234,8 +234,14 @@ def scan_sources(
     on_problem: ProblemHandler = _warn,
 ) -> Iterator[pa.RecordBatch]:
     """Scan listed files in order. ``columns`` None: every column some file holds."""
-    schemas: dict[Path, pa.Schema] = {}
     sources = [_current(source) for source in sources]
+    if columns is not None and all(name in FLOW_SCHEMA.names for name in columns):
+        # the projection is known: no footer needs reading before the scan starts (a
+        # damaged file is reported when its scan fails)
+        for source in sources:
+            yield from _scan_one(source, FLOW_SCHEMA, columns, filter, on_problem)
+        return
+    schemas: dict[Path, pa.Schema] = {}
     for source in sources:
         try:
             schemas[source.path] = file_schema(source)

@@ -397,6 +397,9 @@ TEXT_CASES = {
     "5tuple_long": ("-a", "-o", "long", "-O", "packets", "-n", "6"),
     "bidirectional": ("-B", "-O", "bytes", "-n", "8"),
     "records_by_bytes": ("-s", "record/bytes", "-n", "5", "-o", "extended"),
+    "null": ("-o", "null"),
+    "null_filtered": ("-o", "null", "proto tcp and dst port 80"),
+    "null_no_match": ("-o", "null", "proto 200"),
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from flowq.flags import FLAG_BITS, flags_text, flags_texts
@@ -36,7 +37,9 @@ from flowq.output import (
 from flowq.output_machine import (
     RECORD_EXTRA_FIELDS,
     RECORD_FIELDS,
+    csv_block,
     csv_cells,
+    csv_parts,
     field_values,
     iso_times,
     json_values,
@@ -306,6 +309,28 @@ def test_csv_and_json_escape_free_text() -> None:
     assert [json.loads(v) for v in values] == ["a,b", 'say "hi"', "plain", None, "line\nbreak"]
     assert json_values(pa.array([1, None], pa.uint64())).to_pylist() == ["1", "null"]
     assert csv_cells(pa.array([b"\x00\xff"], pa.binary())).to_pylist() == ["00ff"]
+
+
+@pytest.mark.parametrize("free_text", ["plain", "a,b", 'say "hi"', "two\nlines"])
+def test_csv_block_is_the_joined_cells(free_text: str) -> None:
+    """Arrow's CSV writer (no cell needs quotes) and the compute-kernel join (one does)
+    give the same bytes: addresses of both families, nulls, times, binary as hex."""
+    batch = pa.RecordBatch.from_pydict({
+        "time_start": pa.array([1_763_800_000_123, None, 5], pa.timestamp("ms", tz="UTC")),
+        "proto": pa.array([6, 17, None], pa.uint8()),
+        "src_addr": pa.array([0x0A000001, None, 0x0A000001], pa.uint32()),
+        "src_addr6": pa.array([None, bytes.fromhex("20010db8" + "0" * 23 + "1"), None],
+                              pa.binary(16)),
+        "bytes": pa.array([2**64 - 1, 0, 7], pa.uint64()),
+        "note": pa.array([free_text, None, "x"], pa.string()),
+        "mac": pa.array([b"\x00\xff", None, b""], pa.binary()),
+    })  # fmt: skip
+    fields = ["time_start", "proto", "src_addr", "bytes", "note", "mac", "dst_port"]
+    lines = pc.binary_join_element_wise(*csv_parts(batch, fields), "").to_pylist()
+    expected = "".join(f"{line}\n" for line in lines)
+    assert csv_block(batch, fields).decode() == expected
+    assert expected.startswith("2025-11-22T08:26:40.123Z,6,10.0.0.1,18446744073709551615,")
+    assert ",2001:db8::1,0,,," in expected  # the IPv6 row; a missing column is empty
 
 
 def test_field_values_of_a_missing_column_are_null() -> None:

@@ -457,16 +457,22 @@ def test_measures_that_do_not_add_up_are_an_error(tmp_path, monkeypatch):
         changed.read([("proto",)])
 
 
-def test_a_key_set_with_nearly_a_key_per_flow_is_left_out(tmp_path):
-    batch = varied_flows(3000, 7, mixed=False, src_ports=20000)
+def test_a_key_set_with_nearly_a_key_per_flow_is_left_out_but_ports_are_kept(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(summaries, "OWN_BATCH_ROWS", 100)  # the share decides, not the size
+    batch = varied_flows(3000, 7, mixed=False, hosts=(2500, 90), src_ports=20000)
     flow_file = converted(tmp_path, BASE_S, [batch])
     summary = open_summary(flow_file)
     assert summary is not None
-    assert "src_port" not in summary.places and "src_addr,src_addr6" in summary.places
-    with pytest.raises(SummaryError, match="no table for src_port"):
-        summary.read([("src_addr", "src_addr6"), ("src_port",)])
+    assert "src_addr,src_addr6" not in summary.places and "dst_addr,dst_addr6" in summary.places
+    with pytest.raises(SummaryError, match="no table for src_addr,src_addr6"):
+        summary.read([("dst_addr", "dst_addr6"), ("src_addr", "src_addr6")])
     flows = pq.read_table(flow_file)
-    tables = summary.read([("src_addr", "src_addr6")])
-    assert summary_groups(tables[("src_addr", "src_addr6")], ("src_addr", "src_addr6")) == (
-        reference_groups(flows, ("src_addr", "src_addr6"))
+    ports = summary.read([("src_port",)])[("src_port",)]
+    assert ports.num_rows > summaries.MAX_KEYS_SHARE * flows.num_rows  # kept: bounded keys
+    assert summary_groups(ports, ("src_port",)) == reference_groups(flows, ("src_port",))
+    tables = summary.read([("dst_addr", "dst_addr6")])
+    assert summary_groups(tables[("dst_addr", "dst_addr6")], ("dst_addr", "dst_addr6")) == (
+        reference_groups(flows, ("dst_addr", "dst_addr6"))
     )
