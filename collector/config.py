@@ -1,8 +1,10 @@
 """flowcapd's settings: defaults, the TOML file (``--config``) and the command line, in
 that order of precedence (flags win).
 
-Every flag has a TOML key of the same meaning; a bad value in either place is one
-clear line and exit 2 at start (``ConfigError``), never a traceback.
+Every flag has a TOML key of the same meaning (except ``--config`` itself and the
+one-shot ``--read``); a bad value in either place is one clear line and exit 2 at start
+(``ConfigError``), never a traceback. On SIGHUP the same sources are read again
+(``reload_config``): what ``LIVE_SETTINGS`` names applies at once, the rest on restart.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
+import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
+
+from storage.retention import RetentionPolicy, RetentionValueError, parse_duration, parse_size
 
 DEFAULT_PORT: Final = 23456
 DEFAULT_FLOW_DIR: Final = Path("./flows")
@@ -52,15 +57,26 @@ class Config:
     read: tuple[Path, ...] = ()  # offline ingest: capture files instead of a socket
     #: spool fsync interval: kill -9 loses at most about this much
     flush_interval_s: float = 1.0
+    #: retention after each rotation (storage.retention); None: keep everything, as nfcapd
+    max_age_s: int | None = None
+    max_size_bytes: int | None = None
     config_file: Path | None = None
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), compare=False, repr=False
     )
+    #: the command line it came from: a reload reads the file again and the flags
+    #: still win over it
+    argv: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def state_dir(self) -> Path:
         """Where templates are persisted across restarts (a dot directory readers skip)."""
         return self.flow_dir / ".flowcapd"
+
+    @property
+    def retention(self) -> RetentionPolicy | None:
+        policy = RetentionPolicy(self.max_age_s, self.max_size_bytes)
+        return policy if policy.enabled else None
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
@@ -83,6 +99,8 @@ _KEYS: Final[dict[str, str]] = {
     "allow": "allow",
     "log_level": "log_level",
     "flush_interval": "flush_interval_s",
+    "max_age": "max_age_s",
+    "max_size": "max_size_bytes",
 }
 
 
@@ -168,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="ingest pcap/pcapng/raw dumps into -l DIR and exit",
     )
+    parser.add_argument(
+        "--max-age",
+        dest="max_age_s",
+        metavar="DURATION",
+        help="after each rotation delete flow files whose interval ended longer ago "
+        "(nfexpire units: 30d, 12h, 90m, 2w, 1w2d; plain number = hours; 'off'; default off)",
+    )
+    parser.add_argument(
+        "--max-size",
+        dest="max_size_bytes",
+        metavar="SIZE",
+        help="after each rotation delete the oldest flow files until DIR holds at most SIZE "
+        "(500G, 1.5T, 100M, 10K: powers of 1024; plain number = bytes; 'off'; default off)",
+    )
     return parser  # fmt: skip
 
 
@@ -207,6 +239,8 @@ def _set(config: Config, name: str, value: Any) -> Config:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise ConfigError(f"flush_interval: {value!r} is not a number of seconds")
         return replace(config, flush_interval_s=float(value))
+    if name in ("max_age_s", "max_size_bytes"):
+        return replace(config, **{name: _retention_limit(name, value)})
     if name == "metrics":
         return replace(config, metrics=None if value in (None, "off", False) else str(value))
     if name == "allow":
@@ -219,6 +253,21 @@ def _set(config: Config, name: str, value: Any) -> Config:
     if name in ("bind", "log_level"):
         return replace(config, **{name: str(value)})
     raise ConfigError(f"unknown setting {name}")
+
+
+def _retention_limit(name: str, value: Any) -> int | None:
+    """``--max-age``/``--max-size`` (or their TOML keys, where a number is hours or
+    bytes as on the command line); 'off' lifts a limit the TOML file set."""
+    key = "max-age" if name == "max_age_s" else "max-size"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ConfigError(f"{key}: {value!r} is not a {key.removeprefix('max-')} limit")
+    text = str(value)
+    if text.strip().lower() == "off":
+        return None
+    try:
+        return parse_duration(text) if name == "max_age_s" else parse_size(text)
+    except RetentionValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
 
 
 def _checked(config: Config) -> Config:
@@ -259,10 +308,49 @@ def _checked(config: Config) -> Config:
 
 def load_config(argv: Sequence[str] | None = None) -> Config:
     """Defaults, then ``--config`` TOML, then flags. Raises ConfigError."""
+    argv = tuple(sys.argv[1:] if argv is None else argv)
     arguments = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     config_file = arguments.get("config_file")
     if config_file is not None:
         values.update(_from_toml(config_file))
     values.update(arguments)
-    return _validate(values)
+    return replace(_validate(values), argv=argv)
+
+
+#: Config fields a running daemon applies on SIGHUP (the allow list is one lookup per
+#: new exporter, the log level one call); everything else is a socket, a file layout or
+#: a process count that only a restart changes
+LIVE_SETTINGS: Final = frozenset({"allow", "log_level"})
+#: fields that are not settings of a running daemon
+_NOT_RELOADED: Final = frozenset({"config_file", "read", "allowed_networks", "argv"})
+#: TOML key -> Config field: what the example config must list (its test reads this)
+TOML_KEYS: Final = _KEYS
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """What a SIGHUP re-read found: the config now in force, and the TOML keys whose
+    new values wait for a restart."""
+
+    config: Config
+    needs_restart: tuple[str, ...]
+
+
+def reload_config(running: Config) -> Reload:
+    """Read ``running``'s sources again (its file, then its flags, which still win).
+
+    Raises ConfigError, and then the running settings stay as they are.
+    """
+    fresh = load_config(running.argv)
+    live = {name: getattr(fresh, name) for name in LIVE_SETTINGS}
+    config = replace(running, **live, allowed_networks=fresh.allowed_networks)
+    toml_key = {name: key for key, name in _KEYS.items()}
+    needs_restart = tuple(
+        toml_key.get(f.name, f.name)
+        for f in fields(Config)
+        if f.name not in LIVE_SETTINGS
+        and f.name not in _NOT_RELOADED
+        and getattr(fresh, f.name) != getattr(running, f.name)
+    )
+    return Reload(config, needs_restart)

@@ -6,9 +6,14 @@ bound to one port with SO_REUSEPORT; the parent keeps the sockets, forwards sign
 restarts a worker that dies (its socket, and what the kernel queued on it, survive).
 
 Signals: SIGTERM/SIGINT stop receiving, read what the kernel already queued, decode,
-write and finalize every file, exit 0. SIGHUP closes the current interval's files
+write and finalize every file, exit 0. SIGHUP reads ``--config`` again (the allow list
+and log level apply at once, in every worker) and closes the current interval's files
 early. ``kill -9`` loses at most the last flush interval; the next start recovers
 every spool into Parquet before listening.
+
+Under systemd (``Type=notify``) the daemon says READY=1 once every worker listens,
+pings the watchdog from the loops that do the work, and brackets reloads and stops
+(``collector.sdnotify``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Final
 
 import uvloop
 
-from collector.config import Config, ConfigError, load_config
+from collector.config import Config, ConfigError, load_config, reload_config
 from collector.listener import (
     DatagramReceiver,
     bound_address,
@@ -39,10 +44,19 @@ from collector.listener import (
     open_udp_socket,
     receive_buffer_bytes,
 )
-from collector.metrics import StatsSnapshot, WorkerReports, serve_metrics, socket_inode
+from collector.logformat import set_log_level, setup_logging
+from collector.metrics import serve_metrics, socket_inode
 from collector.pipeline import ReceivePipeline
+from collector.sdnotify import (
+    Notifier,
+    StatusLine,
+    WorkerHeartbeats,
+    keep_systemd_informed,
+    notify_for_workers,
+)
 from collector.storage_thread import BatchQueue, StorageThread, split_by_interval
 from collector.template_store import load_templates, save_templates, snapshot
+from collector.worker_stats import StatsSnapshot, WorkerReports, worker_snapshot
 from parsers.capture import CaptureError, read_capture
 from parsers.decoder import FlowDecoder
 from storage.interval_writer import IntervalWriter, StorageUnavailable
@@ -63,32 +77,10 @@ REPORT_INTERVAL_S: Final = 1.0
 HANDLED_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-def setup_logging(level: str) -> None:
-    """One line per event; no timestamps under systemd (journald adds them)."""
-    under_systemd = "JOURNAL_STREAM" in os.environ or "INVOCATION_ID" in os.environ
-    fmt = (
-        "%(levelname)s %(message)s"
-        if under_systemd
-        else ("%(asctime)s flowcapd[%(process)d] %(levelname)s %(message)s")
-    )
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
-
-
 def announce_line(message: str, *args: object) -> None:
     """Lines the operator and tests rely on (the bound port with ``-p 0``): logged at
     INFO, or at the configured level when that is higher, so they always show."""
     log.log(max(logging.INFO, log.getEffectiveLevel()), message, *args)
-
-
-def _copy(counts: dict[str, int]) -> dict[str, int]:
-    """A copy of a dict the event loop thread may be growing (metrics read it from the
-    HTTP thread): retry the rare 'changed size during iteration'."""
-    for _ in range(5):
-        try:
-            return dict(counts)
-        except RuntimeError:
-            continue
-    return {}
 
 
 def _format_host(host: str) -> str:
@@ -116,6 +108,7 @@ class FlowCollector:
             config.rotation_interval_s,
             config.flush_interval_s,
             on_written=self._written_from_thread,
+            retention=config.retention,
         )
         self.flows_written = 0
         self._written_changed: asyncio.Event | None = None
@@ -192,23 +185,8 @@ class FlowCollector:
         )
 
     def stats_snapshot(self) -> StatsSnapshot:
-        """Every counter as plain data, for the metrics endpoint (any thread may call)."""
-        decoder, pipeline, storage = self.decoder.stats, self.pipeline.stats, self.storage.stats
-        return {
-            "datagrams_by_version": _copy(pipeline.received_by_version),
-            "dropped": _copy(pipeline.dropped),
-            "flows_decoded": decoder.flow_records,
-            "options_records": decoder.options_records,
-            "flows_written": storage.rows_written,
-            "flows_queue_dropped": pipeline.flows_queue_dropped,
-            "sequence_lost": decoder.sequence_lost,
-            "templates": self.decoder.templates.template_count,
-            "held_sets": self.decoder.templates.stats.held_sets
-            - self.decoder.templates.stats.held_sets_released
-            - self.decoder.templates.stats.held_sets_expired,
-            "backlog_rows": self.queue.rows + storage.backlog_rows,
-            "write_errors": storage.write_errors,
-        }
+        """Every number as plain data, for the metrics endpoint (any thread may call)."""
+        return worker_snapshot(self.pipeline, self.storage)
 
     def receive_buffer_bytes(self) -> int:
         sock = self._drain_sock or self._sock
@@ -217,6 +195,12 @@ class FlowCollector:
     def socket_inodes(self) -> list[int]:
         sock = self._drain_sock or self._sock
         return [socket_inode(sock.fileno())] if sock is not None and sock.fileno() >= 0 else []
+
+    def apply_config(self, config: Config) -> None:
+        """A reloaded config: the allow list applies to the next datagram; the rest of
+        what changed waits for a restart (``reload_config`` says which)."""
+        self.config = config
+        self.pipeline.set_allowed(config.allowed_networks)
 
     def rotate(self) -> None:
         """SIGHUP: decode what is staged and close the current interval's files."""
@@ -322,13 +306,31 @@ async def run_worker(
     announce: bool,
     report: socket.socket | None = None,
     restarted: bool = False,
+    notifier: Notifier | None = None,
 ) -> int:
+    """One worker's life. ``notifier`` only in the one-process daemon (it is systemd's
+    main process); forked workers are vouched for by their parent."""
     collector = FlowCollector(config, sock, worker)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    systemd = notifier or Notifier(None)
+    status: StatusLine | None = None
+
+    def on_hangup() -> None:
+        nonlocal config
+        systemd.reloading()
+        # a forked worker applies the file quietly: its parent read it too and logs once
+        config, reloaded = reload_settings(config, log_outcome=report is None)
+        if reloaded:
+            collector.apply_config(config)
+            if report is not None:
+                log.info("worker %d: reloaded settings applied", worker)
+        collector.rotate()
+        systemd.ready(status() if status is not None else None)
+
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, collector.rotate)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)  # blocked by a forking parent
     host, port = await collector.start()
     if restarted:  # the predecessor's spool: on the storage thread, off the receive path
@@ -337,7 +339,13 @@ async def run_worker(
     if report is not None:
         reporter = asyncio.create_task(_report_to_parent(collector, report))
     elif config.metrics_address is not None:
-        _start_metrics(config.metrics_address, collector.stats_snapshot, collector.socket_inodes, 1)
+        _start_metrics(
+            config.metrics_address,
+            collector.stats_snapshot,
+            collector.socket_inodes,
+            1,
+            config.flow_dir,
+        )
     if announce:
         announce_line(
             "listening on %s:%d (receive buffer %d bytes, flows in %s)",
@@ -346,9 +354,21 @@ async def run_worker(
             collector.receive_buffer_bytes(),
             config.flow_dir,
         )
+    informer = None
+    if systemd.enabled:
+        status = StatusLine(
+            f"{_format_host(host)}:{port}", lambda: _progress(collector.stats_snapshot())
+        )
+        systemd.ready(status())
+        informer = asyncio.create_task(keep_systemd_informed(systemd, status))
     await stopping.wait()
+    systemd.stopping()
     log.info("stopping")
     await collector.stop()
+    if informer is not None:
+        informer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await informer
     lost = collector.storage.stats.rows_lost
     if reporter is not None:
         reporter.cancel()
@@ -363,16 +383,49 @@ async def run_worker(
     return 1 if lost else 0  # flows the disk never took: the operator must know
 
 
+def reload_settings(running: Config, log_outcome: bool) -> tuple[Config, bool]:
+    """SIGHUP: read ``--config`` again and set the log level; return the config now in
+    force and whether the file was read. The caller hands the allow list to its
+    pipeline. A bad file leaves ``running`` in force, with one error line (never an
+    exit: a typo in a reload must not stop the collection)."""
+    if running.config_file is None:
+        return running, False
+    try:
+        outcome = reload_config(running)
+    except ConfigError as error:
+        if log_outcome:
+            log.error("reload failed, keeping the running settings: %s", error)
+        return running, False
+    set_log_level(outcome.config.log_level)
+    if log_outcome:
+        for key in outcome.needs_restart:
+            log.warning("needs a restart: %s", key)
+        log.info(
+            "reloaded %s: allow %s, log level %s",
+            running.config_file,
+            " ".join(outcome.config.allow) or "all",
+            outcome.config.log_level,
+        )
+    return outcome.config, True
+
+
+def _progress(stats: StatsSnapshot) -> tuple[int, int]:
+    """(flows decoded, datagrams dropped) so far, for the STATUS= rates."""
+    dropped = stats.get("dropped") or {}
+    return int(stats.get("flows_decoded", 0)), int(sum(dropped.values()))
+
+
 def _start_metrics(
     address: tuple[str, int],
     snapshot: Callable[[], StatsSnapshot],
     socket_inodes: Callable[[], list[int]],
     workers: int,
+    flow_dir: Path,
 ) -> None:
     """Serve the scrape endpoint and log where: with port 0 (``--metrics ADDR:0``) the
     kernel picks the port, and the log line is how a test or an operator finds it."""
     try:
-        server, _ = serve_metrics(address, snapshot, socket_inodes, workers)
+        server, _ = serve_metrics(address, snapshot, socket_inodes, workers, flow_dir)
     except OSError as error:
         log.error("metrics endpoint %s:%d: %s", _format_host(address[0]), address[1], error)
         return
@@ -397,7 +450,10 @@ def _stop_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # pending until the loop handles it
 
 
-def _run_forked_workers(config: Config) -> int:
+def _run_forked_workers(config: Config, notifier: Notifier | None = None) -> int:
+    """The parent of ``--workers N``: holds the sockets, forks the workers, forwards
+    signals, restarts a worker that dies, and is systemd's main process."""
+    systemd = notifier or Notifier(None)
     first = open_udp_socket(config.bind, config.port, config.socket_buffer_bytes, reuse_port=True)
     host, port = bound_address(first)
     sockets = [first] + [
@@ -407,7 +463,10 @@ def _run_forked_workers(config: Config) -> int:
     children: dict[int, int] = {}
     reports_in, reports_out = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     reports = WorkerReports()
+    heartbeats = WorkerHeartbeats()
+    informer_stop = threading.Event()
     stopping = False
+    current = config  # what SIGHUP reloaded; a restarted worker starts with it
 
     def spawn(worker: int, restarted: bool = False) -> None:
         # the child inherits the blocked signals and unblocks them once its loop handles
@@ -420,6 +479,7 @@ def _run_forked_workers(config: Config) -> int:
             # known to ``forward`` before a signal can run it; a stop that came while
             # it was forked (a worker restarted during shutdown) is passed on here
             children[pid] = worker
+            heartbeats.spawned(worker)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             if stopping:
                 with contextlib.suppress(ProcessLookupError):
@@ -434,7 +494,7 @@ def _run_forked_workers(config: Config) -> int:
             close_quietly(reports_in)
             code = uvloop.run(
                 run_worker(
-                    config,
+                    current,
                     sockets[worker],
                     worker,
                     announce=False,
@@ -453,11 +513,16 @@ def _run_forked_workers(config: Config) -> int:
     for worker in range(config.workers):
         spawn(worker)
     threading.Thread(
-        target=_collect_reports, args=(reports_in, reports), name="flowcapd-reports", daemon=True
+        target=_collect_reports,
+        args=(reports_in, reports, heartbeats),
+        name="flowcapd-reports",
+        daemon=True,
     ).start()
     if config.metrics_address is not None:
         inodes = [socket_inode(sock.fileno()) for sock in sockets]
-        _start_metrics(config.metrics_address, reports.total, lambda: inodes, config.workers)
+        _start_metrics(
+            config.metrics_address, reports.total, lambda: inodes, config.workers, config.flow_dir
+        )
     announce_line(
         "listening on %s:%d (%d workers, flows in %s)",
         _format_host(host),
@@ -466,13 +531,40 @@ def _run_forked_workers(config: Config) -> int:
         config.flow_dir,
     )
 
+    status_line = StatusLine(
+        f"{_format_host(host)}:{port} ({config.workers} workers)",
+        lambda: _progress(reports.total()),
+    )
+    if systemd.enabled:
+        threading.Thread(
+            target=notify_for_workers,
+            args=(
+                systemd,
+                heartbeats,
+                config.workers,
+                REPORT_INTERVAL_S,
+                status_line,
+                informer_stop,
+            ),
+            name="flowcapd-sdnotify",
+            daemon=True,
+        ).start()
+
     def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
+        nonlocal stopping, current
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            informer_stop.set()
+            systemd.stopping()
+        elif signum == signal.SIGHUP:
+            systemd.reloading()
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
+        if signum == signal.SIGHUP:  # each worker reads the file too, and applies it
+            current, _ = reload_settings(current, log_outcome=True)
+            if not stopping:
+                systemd.ready(status_line())
 
     for signum in HANDLED_SIGNALS:
         signal.signal(signum, forward)
@@ -495,18 +587,23 @@ def _run_forked_workers(config: Config) -> int:
             log.error("worker %d exited with %d; restarting it", worker, code)
             reports.retire(worker)
             spawn(worker, restarted=True)
+    informer_stop.set()
     for sock in sockets:
         close_quietly(sock)
     return status
 
 
-def _collect_reports(reports_in: socket.socket, reports: WorkerReports) -> None:
-    """Parent thread: keep each worker's latest counters for the metrics endpoint."""
+def _collect_reports(
+    reports_in: socket.socket, reports: WorkerReports, heartbeats: WorkerHeartbeats
+) -> None:
+    """Parent thread: keep each worker's latest counters for the metrics endpoint; a
+    report is also the worker's heartbeat (it comes from the worker's event loop)."""
     while True:
         try:
             data = reports_in.recv(1 << 20)
             message = json.loads(data)
             reports.update(int(message["worker"]), message["stats"])
+            heartbeats.beat(int(message["worker"]))
         except OSError:
             return
         except (ValueError, KeyError, TypeError):
@@ -576,6 +673,10 @@ def run_offline(config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["expire"]:
+        from collector.expire_command import main as expire_main  # flowcapd expire …
+
+        return expire_main(list(sys.argv[2:] if argv is None else argv[1:]))
     try:
         config = load_config(argv)
     except ConfigError as error:
@@ -591,9 +692,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.read:
         return run_offline(config)
     recover_spools(config.flow_dir)
+    notifier = Notifier.from_environment()  # a no-op unless systemd started us
     try:
         if config.workers > 1:
-            return _run_forked_workers(config)
+            return _run_forked_workers(config, notifier)
         sock = open_udp_socket(config.bind, config.port, config.socket_buffer_bytes)
     except OSError as error:
         print(
@@ -601,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return uvloop.run(run_worker(config, sock, 0, announce=True))
+    return uvloop.run(run_worker(config, sock, 0, announce=True, notifier=notifier))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from collector.ratelimit import RateLimitedLog
 from collector.storage_thread import BatchQueue
+from collector.worker_stats import ExporterLabels, decode_histogram
 from parsers.decoder import FlowDecoder
 from parsers.errors import ParseError
 from storage.schema import to_record_batch
@@ -62,10 +63,17 @@ class ReceivePipeline:
         queue: BatchQueue,
         allowed: tuple[Network, ...] = (),
         clock_ns: Callable[[], int] = time.time_ns,
+        timer_s: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.decoder = decoder
         self.queue = queue
         self.stats = PipelineStats()
+        #: seconds per flush that decoded something (idle flushes would only bury the
+        #: real ones under four zero-length observations a second)
+        self.decode_seconds = decode_histogram()
+        #: which exporter addresses this worker reports under their own label
+        self.exporter_labels = ExporterLabels()
+        self._timer_s = timer_s
         self._allowed = allowed
         self._allow_cache: dict[str, bool] = {}
         self._clock_ns = clock_ns
@@ -129,12 +137,15 @@ class ReceivePipeline:
 
     def flush(self) -> int:
         """Decode what is staged and queue it for storage; return the flows queued."""
+        started_s = self._timer_s()
         try:
             batches = [to_record_batch(batch) for batch in self.decoder.flush()]
         except Exception:
             self.stats.dropped[INTERNAL_ERROR] += 1
             self._log.exception(("flush", INTERNAL_ERROR), "decoding a batch failed")
             return 0
+        if batches:
+            self.decode_seconds.observe(self._timer_s() - started_s)
         queued = 0
         for batch in batches:
             queued += self.enqueue(batch)

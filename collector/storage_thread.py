@@ -21,7 +21,9 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
+from collector.worker_stats import write_histogram
 from storage.interval_writer import IntervalWriter, StorageUnavailable
+from storage.retention import RetentionPolicy, apply_retention, problem_lines, summary_line
 
 log = logging.getLogger("flowcapd")
 
@@ -110,6 +112,8 @@ class StorageStats:
     backlog_rows: int = 0
     unexpected_errors: int = 0
     rows_lost: int = 0  # still unwritten when shutdown gave up
+    retention_files_deleted: int = 0  # --max-age / --max-size, after rotations
+    retention_bytes_deleted: int = 0
 
 
 class StorageThread(threading.Thread):
@@ -124,6 +128,7 @@ class StorageThread(threading.Thread):
         on_written: Callable[[int], None] = lambda rows: None,
         clock: Callable[[], float] = time.time,
         max_backlog_rows: int = MAX_BACKLOG_ROWS,
+        retention: RetentionPolicy | None = None,
     ) -> None:
         super().__init__(name="flowcapd-storage", daemon=True)
         self.queue = queue
@@ -134,6 +139,9 @@ class StorageThread(threading.Thread):
         self._on_written = on_written
         self._clock = clock
         self._max_backlog_rows = max_backlog_rows
+        self._retention = retention
+        #: seconds per spool append, fsync and Parquet conversion (``stage`` label)
+        self.write_seconds = write_histogram()
         # (interval start, part of a batch): a batch is split by receive interval when
         # it arrives, and each part leaves the backlog once appended, so a retry never
         # appends again a part that was stored before another part failed
@@ -190,6 +198,8 @@ class StorageThread(threading.Thread):
             files = self._guard(self.writer.rotate_now)
             if files:  # conversions that finished meanwhile: logged at shutdown too
                 self.finished_files.extend(str(f) for f in files)
+                self._expire(now)
+        self._observe_conversions()
         return next_sync
 
     def _finish(self) -> None:
@@ -209,12 +219,14 @@ class StorageThread(threading.Thread):
         files = self._guard(self.writer.close)
         if files:
             self.finished_files.extend(str(f) for f in files)
+        self._observe_conversions()
 
     def _write_backlog(self, now: float) -> None:
         if not self._backlog or now < self._retry_at:
             return
         while self._backlog:
             interval_start_s, part = self._backlog[0]
+            started_s = time.perf_counter()
             try:
                 self.writer.append(part, interval_start_s)
             except StorageUnavailable as error:
@@ -228,6 +240,7 @@ class StorageThread(threading.Thread):
                 self._retry_at = now + self._retry_delay_s
                 self._retry_delay_s = min(self._retry_delay_s * 2, RETRY_MAX_S)
                 return
+            self.write_seconds.labels("append").observe(time.perf_counter() - started_s)
             self._backlog.popleft()
             self.stats.backlog_rows -= part.num_rows
             self.stats.rows_appended += part.num_rows
@@ -239,8 +252,10 @@ class StorageThread(threading.Thread):
     def _sync(self) -> None:
         if not self._unsynced_rows:
             return
+        started_s = time.perf_counter()
         if self._guard(self.writer.sync) is False:
             return
+        self.write_seconds.labels("fsync").observe(time.perf_counter() - started_s)
         rows, self._unsynced_rows = self._unsynced_rows, 0
         self.stats.rows_written += rows
         self._on_written(rows)
@@ -249,6 +264,28 @@ class StorageThread(threading.Thread):
         files = self._guard(lambda: self.writer.rotate_due(now))
         if files:
             self.finished_files.extend(str(f) for f in files)
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        """Retention after a rotation, like nfcapd's ``-e``: here on the storage thread
+        (a directory walk, never on the receive path); failures are logged, not raised."""
+        if self._retention is None:
+            return
+        result = apply_retention(self.writer.base_dir, self._retention, now)
+        self.stats.retention_files_deleted += result.files_deleted
+        self.stats.retention_bytes_deleted += result.bytes_deleted
+        if result.files_deleted:
+            log.info("retention: %s", summary_line(result))
+        if result.problems:  # one line per rotation, however many files refuse
+            more = len(result.problems) - 1
+            first = problem_lines(result.problems)[0]
+            log.warning("retention: %s%s", first, f" (and {more} more)" if more else "")
+
+    def _observe_conversions(self) -> None:
+        """Parquet conversions run on the writer's own thread; it keeps their times."""
+        parquet = self.write_seconds.labels("parquet")
+        for seconds in self.writer.take_conversion_seconds():
+            parquet.observe(seconds)
 
     def _run_tasks(self) -> None:
         while self._tasks:

@@ -61,6 +61,7 @@ class DecoderStats:
     datagrams: Counter[int] = field(default_factory=Counter)  # by version, decoded ones
     dropped: Counter[str] = field(default_factory=Counter)  # by DropReason value
     flow_records: int = 0
+    flow_records_by_version: Counter[int] = field(default_factory=Counter)
     options_records: int = 0
     sequence_lost: int = 0
     held_sets_undecodable: int = 0  # released later but malformed for their template
@@ -486,6 +487,7 @@ class FlowDecoder:
             pending.positions.append(index.positions)
         state.flow_records += count
         self.stats.flow_records += count
+        self.stats.flow_records_by_version[version] += count
 
     def _apply_options(
         self,
@@ -542,6 +544,7 @@ class FlowDecoder:
         if records:
             state.flow_records += records
             self.stats.flow_records += records
+            self.stats.flow_records_by_version[version] += records
 
     # -- output --------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ Rules a caller may rely on:
   with backoff by later calls. Rows are never written twice nor lost.
 - ``sync`` makes every appended row durable; ``WriterStats.rows_synced`` counts them
   (``flowcap_flows_written_total``).
+- ``take_conversion_seconds`` hands over how long each Parquet conversion took (the
+  collector's write-latency histogram; measured here, on the thread that converts).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from storage.spool import DEFAULT_COMPRESSION, SpoolWriter
 ROTATION_GRACE_S: Final = 1.0
 #: waits between attempts to convert a spool after a failure
 RETRY_BACKOFF_S: Final = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: conversion times kept until the caller takes them (the newest win beyond this)
+MAX_CONVERSION_TIMES: Final = 1024
+
+Conversion = tuple[SpoolConversion | None, float]  # (result, seconds it took)
 
 
 class StorageUnavailable(OSError):
@@ -109,7 +115,8 @@ class IntervalWriter:
         self._lock = threading.Lock()
         self._open: dict[int, _Spool] = {}
         self._waiting: deque[_Spool] = deque()
-        self._converting: tuple[_Spool, Future[SpoolConversion | None]] | None = None
+        self._converting: tuple[_Spool, Future[Conversion]] | None = None
+        self._conversion_seconds: deque[float] = deque(maxlen=MAX_CONVERSION_TIMES)
         self._finished: list[Path] = []
         self._last_sequence: dict[int, int] = {}
         self._error: BaseException | None = None
@@ -183,6 +190,13 @@ class IntervalWriter:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         return finished
+
+    def take_conversion_seconds(self) -> list[float]:
+        """How long each Parquet conversion finished since the last call took."""
+        with self._lock:
+            taken = list(self._conversion_seconds)
+            self._conversion_seconds.clear()
+        return taken
 
     @property
     def stats(self) -> WriterStats:
@@ -262,11 +276,13 @@ class IntervalWriter:
                 with self._lock:
                     self._converting = None
                 try:
-                    result = future.result()
+                    result, seconds = future.result()
                 except Exception as error:  # re-raised by _raise_failure, typed
                     self._conversion_failed(spool, error)
                     break
                 self._converted(spool, result)
+                with self._lock:
+                    self._conversion_seconds.append(seconds)
             if not self._waiting or (not force and self.clock() < self._retry_at):
                 break
             self._start(self._waiting[0])
@@ -274,13 +290,13 @@ class IntervalWriter:
             self._raise_failure()
 
     def _start(self, spool: _Spool) -> None:
-        future: Future[SpoolConversion | None]
+        future: Future[Conversion]
         if self._executor is not None:
-            future = self._executor.submit(convert_spool, spool.path, self.rows_per_group)
+            future = self._executor.submit(_timed_conversion, spool.path, self.rows_per_group)
         else:
             future = Future()
             try:
-                future.set_result(convert_spool(spool.path, self.rows_per_group))
+                future.set_result(_timed_conversion(spool.path, self.rows_per_group))
             except Exception as error:  # handed on like the executor would
                 future.set_exception(error)
         with self._lock:
@@ -323,6 +339,12 @@ class IntervalWriter:
         with self._lock:
             finished, self._finished = self._finished, []
         return finished
+
+
+def _timed_conversion(spool: Path, rows_per_group: int) -> Conversion:
+    started_s = time.perf_counter()
+    result = convert_spool(spool, rows_per_group)  # looked up now: tests replace it
+    return result, time.perf_counter() - started_s
 
 
 def _size(path: Path) -> int:

@@ -22,7 +22,7 @@ A file holds the flows *received* in one aligned interval of the rotation (``-t`
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import os
 import re
 import time
@@ -106,9 +106,18 @@ def format_stamp(t_s: int, seconds: bool = False) -> str:
 
 
 def parse_stamp(stamp: str) -> int:
-    """UTC seconds of a ``YYYYMMDDhhmm[ss]`` stamp; ValueError when it is not one."""
-    layout = "%Y%m%d%H%M%S" if len(stamp) == 14 else "%Y%m%d%H%M"
-    return calendar.timegm(time.strptime(stamp, layout))
+    """UTC seconds of a ``YYYYMMDDhhmm[ss]`` stamp; ValueError when it is not one.
+
+    By slicing, not ``strptime`` (3x slower, and two stamps per name): listing a year
+    of 5-minute files for retention or ``flowq -R`` parses ~200,000 of them."""
+    if len(stamp) not in (12, 14) or not (stamp.isascii() and stamp.isdigit()):
+        raise ValueError(f"not a YYYYMMDDhhmm[ss] stamp: {stamp!r}")
+    seconds = int(stamp[12:]) if len(stamp) == 14 else 0
+    moment = datetime.datetime(  # ValueError: month 13, hour 24, …
+        int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]), int(stamp[10:12]),
+        seconds, tzinfo=datetime.UTC,
+    )  # fmt: skip
+    return int(moment.timestamp())
 
 
 def parse_name(name: str) -> FlowFileName | None:
