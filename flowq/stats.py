@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -245,9 +246,92 @@ AGGREGATIONS: Final = MEASURE_AGGREGATIONS
 
 
 def _group(table: pa.Table, keys: list[str], aggregations: Sequence[tuple[str, str]]) -> pa.Table:
+    """Arrow's hash ``group_by``, the aggregates named as their columns.
+
+    Arrow hashes one integer key several times faster than several keys (measured:
+    2.3 M flows by source and destination IPv4 address, 1.1-1.7 s as two keys, 0.6 s
+    as one), so the integer keys of rows whose binary keys (IPv6 twins) are all null
+    are packed into one uint64 when they fit (``_packed_keys``) and unpacked after;
+    the other rows are grouped as they are. The groups are the same."""
+    binary = [k for k in keys if not pa.types.is_integer(table.schema.field(k).type)]
+    integer = [k for k in keys if k not in binary]
+    if len(integer) > 1 or (integer and binary):
+        plain = table
+        if any(table[k].null_count < table.num_rows for k in binary):
+            no_binary = pc.and_kleene(*(pc.is_null(table[k]) for k in binary)) if len(
+                binary) > 1 else pc.is_null(table[binary[0]])  # fmt: skip
+            plain, table = table.filter(no_binary), table.filter(pc.invert(no_binary))
+        packed = _packed_keys(plain, integer)
+        if packed is not None:
+            parts = [_group_packed(plain, keys, integer, packed, aggregations)]
+            if plain is not table and table.num_rows:
+                parts.append(_group_plain(table, keys, aggregations).select(parts[0].column_names))
+            return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        if plain is not table:
+            table = pa.concat_tables([plain, table])
+    return _group_plain(table, keys, aggregations)
+
+
+def _group_plain(
+    table: pa.Table, keys: list[str], aggregations: Sequence[tuple[str, str]]
+) -> pa.Table:
     grouped = table.group_by(keys, use_threads=True).aggregate(list(aggregations))
     names = {f"{column}_{function}": column for column, function in aggregations}
     return grouped.rename_columns([names.get(name, name) for name in grouped.column_names])
+
+
+#: the packed key's column while grouping (no flow column has a leading underscore)
+_PACKED_KEY: Final = "_packed_key"
+
+
+def _packed_keys(table: pa.Table, names: list[str]) -> tuple[pa.Array, list] | None:
+    """Integer columns ``names`` as one uint64 per row, and the layout to unpack it:
+    (name, type, shift, has nulls) each, a column with nulls taking one more bit for
+    them; None when they need more than 64 bits."""
+    layout = []
+    shift = 0
+    for name in names:
+        kind = table.schema.field(name).type
+        nullable = table[name].null_count > 0
+        layout.append((name, kind, shift, nullable))
+        shift += kind.bit_width + nullable
+    if shift > 64:
+        return None
+    packed = np.zeros(table.num_rows, dtype=np.uint64)
+    for name, kind, offset, nullable in layout:
+        column = table[name]
+        values = np.asarray(pc.fill_null(column, 0).to_numpy(), dtype=np.uint64)
+        packed |= values << np.uint64(offset)
+        if nullable:
+            valid = np.asarray(pc.is_valid(column).to_numpy(), dtype=np.uint64)
+            packed |= valid << np.uint64(offset + kind.bit_width)
+    return pa.array(packed, pa.uint64()), layout
+
+
+def _group_packed(
+    table: pa.Table,
+    keys: list[str],
+    integer: list[str],
+    packed: tuple[pa.Array, list],
+    aggregations: Sequence[tuple[str, str]],
+) -> pa.Table:
+    array, layout = packed
+    measures = table.drop_columns(keys).append_column(_PACKED_KEY, array)
+    grouped = _group_plain(measures, [_PACKED_KEY], aggregations)
+    words = np.asarray(grouped[_PACKED_KEY].to_numpy(), dtype=np.uint64)
+    columns = {name: grouped[name] for name in grouped.column_names if name != _PACKED_KEY}
+    for name, kind, offset, nullable in layout:
+        mask = np.uint64((1 << kind.bit_width) - 1)
+        values = (words >> np.uint64(offset)) & mask
+        invalid = None
+        if nullable:
+            invalid = ((words >> np.uint64(offset + kind.bit_width)) & np.uint64(1)) == 0
+        columns[name] = pa.array(values.astype(kind.to_pandas_dtype()), kind, mask=invalid)
+    for name in keys:
+        if name not in columns:  # a binary twin: null in every row packed
+            columns[name] = pa.nulls(grouped.num_rows, table.schema.field(name).type)
+    ordered = list(keys) + [n for n in grouped.column_names if n != _PACKED_KEY]  # as Arrow
+    return pa.table({name: columns[name] for name in ordered})
 
 
 class GroupAccumulator:

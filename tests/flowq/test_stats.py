@@ -313,3 +313,59 @@ def test_statistic_shares_print_as_nfdump() -> None:
                           "        5(166.7)     5000    40000     1")  # fmt: skip
     assert second.endswith("7        1(33.3)        1(33.3)        1(33.3)     1000     8000     1")
     assert blank == ""
+
+
+# -- packed integer keys -------------------------------------------------------------------
+
+
+def _sorted_rows(table: pa.Table) -> list[tuple]:
+    names = sorted(table.column_names)
+    rows = zip(*(table[name].to_pylist() for name in names), strict=True)
+    return sorted(rows, key=lambda row: tuple((v is None, v) for v in row))
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["src_addr", "src_addr6", "dst_addr", "dst_addr6"],  # 64 bits: packed
+        ["src_addr", "src_addr6", "src_port", "proto"],  # with nulls: 32+1 + 16+1 + 8
+        ["src_addr", "dst_addr", "src_port"],  # 80 bits: not packed
+        ["src_port", "dst_port"],
+        ["src_addr", "src_addr6"],  # one integer key and its twin
+    ],
+)
+def test_packed_grouping_gives_the_same_groups(keys: list[str], seed: int) -> None:
+    """``_group`` packs integer keys into one uint64 where it can; whatever the keys,
+    nulls and IPv6 rows (none, some, all), the groups are those of a plain group_by."""
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(1, 400))
+    v6_share = [0.0, 0.2, 1.0][seed % 3]
+    null_share = [0.0, 0.1][seed % 2]
+
+    def integer(name: str, pool: int) -> pa.Array:
+        kind = FLOW_SCHEMA.field(name).type
+        values = rng.integers(0, pool, rows) * (2 ** kind.bit_width // pool)
+        return pa.array(values, kind, mask=rng.random(rows) < null_share)
+
+    is_v6 = rng.random(rows) < v6_share
+    columns = {
+        "src_addr": pa.array(rng.integers(0, 6, rows) << 24, pa.uint32(), mask=is_v6),
+        "dst_addr": pa.array(rng.integers(0, 5, rows) + 2**31, pa.uint32(), mask=is_v6),
+        "src_port": integer("src_port", 7),
+        "dst_port": integer("dst_port", 3),
+        "proto": integer("proto", 4),
+        "bytes": pa.array(rng.integers(0, 1000, rows), pa.uint64()),
+        "packets": pa.array(rng.integers(0, 10, rows), pa.uint64()),
+    }
+    for side in ("src", "dst"):
+        words = [bytes([side == "src", int(v)]) + bytes(14) for v in rng.integers(0, 3, rows)]
+        columns[f"{side}_addr6"] = pa.array(
+            [w if v6 else None for w, v6 in zip(words, is_v6, strict=True)], pa.binary(16)
+        )
+    table = pa.table({name: columns[name] for name in [*keys, "bytes", "packets"]})
+    aggregations = [("bytes", "sum"), ("packets", "max")]
+    packed = stats._group(table, keys, aggregations)
+    plain = stats._group_plain(table, keys, aggregations)
+    assert packed.schema == plain.schema
+    assert _sorted_rows(packed) == _sorted_rows(plain)
