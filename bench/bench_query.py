@@ -531,6 +531,11 @@ def _commands(spec: QuerySpec, dataset: Dataset) -> dict[str, list[str]]:
     }
 
 
+def scan_floor_command(spec: QuerySpec, dataset: Dataset) -> list[str]:
+    """``bench.scan_floor`` for the query: its imports and its scan, no work after."""
+    return [sys.executable, "-m", "bench.scan_floor", "-R", str(dataset.flowcap), *spec.flowq]
+
+
 def compare(spec: QuerySpec, outputs: dict[str, Output], flows: int) -> dict[str, Any]:
     """Do the two answers agree? ``agree`` plus the facts compared."""
     nf, fq = outputs["nfdump"], outputs["flowq"]
@@ -602,6 +607,15 @@ def measure_query(
             "check_run_s": round(check.wall_s, 4),
             "error": f"exit {failed[0].returncode}: {failed[0].stderr}" if failed else None,
         }
+    if spec.kind == "filtered":  # the flows must be read: how long reading alone takes
+        floor = [run_once(scan_floor_command(spec, dataset), None, timeout_s)
+                 for _ in range(repeat)]  # fmt: skip
+        result["scan_floor"] = {
+            "runs_s": [round(r.wall_s, 4) for r in floor],
+            "median_s": round(statistics.median(r.wall_s for r in floor), 4),
+            "error": next((f"exit {r.returncode}: {r.stderr}" for r in floor if r.returncode),
+                          None),
+        }  # fmt: skip
     result["ratio_best"] = round(result["nfdump"]["best_s"] / result["flowq"]["best_s"], 3)
     result["ratio_median"] = round(result["nfdump"]["median_s"] / result["flowq"]["median_s"], 3)
     result["target_met"] = result["ratio_median"] >= spec.target
@@ -634,6 +648,13 @@ def format_table(results: dict[str, Any]) -> str:
             f"{fq['max_rss_mb']:>9,.0f}  {'yes' if q['target_met'] else 'NO ':3}  {same}"
         )
     lines.append("ratio = nfdump s / flowq s (best); 'met' judges the median ratio")
+    for q in results["queries"]:
+        if "scan_floor" in q:
+            floor = q["scan_floor"]["median_s"]
+            lines.append(
+                f"{q['name']}: reading its flows alone (imports + Arrow scan, no output) "
+                f"takes {floor:.3f} s, nfdump's median / 3 is {q['nfdump']['median_s'] / 3:.3f} s"
+            )
     for q in results["queries"]:
         nfdump_args, flowq_args = q["nfdump"]["command"][4:], q["flowq"]["command"][4:]
         if nfdump_args != flowq_args:

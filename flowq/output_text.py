@@ -404,6 +404,26 @@ _TOKEN_LIST: Final = (
 )  # fmt: skip
 #: every supported token by name (without the ``%``)
 TOKENS: Final = {token.name: token for token in _TOKEN_LIST}
+_TIMES: Final = ("time_start", "time_end")
+_DST_PORT: Final = ("dst_port", "proto", "icmp_type_code")  # ICMP type.code for ICMP
+#: the flow columns each token reads (a test renders every token from these alone), so
+#: a record dump reads only the columns its layout prints
+TOKEN_READS: Final[dict[str, tuple[str, ...]]] = {
+    "ts": ("time_start",), "tfs": ("time_start",), "te": ("time_end",),
+    "tr": ("time_received",), "td": _TIMES, "tds": _TIMES, "pr": ("proto",),
+    "sa": ("src_addr", "src_addr6"), "da": ("dst_addr", "dst_addr6"),
+    "nh": ("next_hop", "next_hop6"), "nhb": ("bgp_next_hop", "bgp_next_hop6"),
+    "ra": ("exporter", "exporter6"), "sap": ("src_addr", "src_addr6", "src_port"),
+    "dap": ("dst_addr", "dst_addr6", *_DST_PORT), "sp": ("src_port",), "dp": _DST_PORT,
+    "it": _DST_PORT, "ic": _DST_PORT, "sas": ("src_as",), "das": ("dst_as",),
+    "in": ("in_if",), "out": ("out_if",), "pkt": ("packets",), "ipkt": ("packets",),
+    "opkt": ("out_packets",), "byt": ("bytes",), "ibyt": ("bytes",), "obyt": ("out_bytes",),
+    "fl": ("flows",), "flg": ("tcp_flags", "proto"), "tos": ("tos",), "stos": ("tos",),
+    "dtos": ("dst_tos",), "dir": ("flow_direction",), "smk": ("src_mask",),
+    "dmk": ("dst_mask",), "svln": ("src_vlan",), "dvln": ("dst_vlan",),
+    "bps": ("bytes", *_TIMES), "pps": ("packets", *_TIMES), "bpp": ("bytes", "packets"),
+    "eng": ("engine_type", "engine_id"), "odid": ("observation_domain",),
+}  # fmt: skip
 
 
 # -- layouts -----------------------------------------------------------------------------
@@ -456,6 +476,13 @@ class TextLayout:
     @classmethod
     def parse(cls, template: str) -> TextLayout:
         return cls(parse_fmt(template))
+
+    @property
+    def reads(self) -> list[str]:
+        """The flow columns its tokens read, in first-use order."""
+        names = [n for piece in self.pieces if isinstance(piece, Token)
+                 for n in TOKEN_READS[piece.name]]  # fmt: skip
+        return list(dict.fromkeys(names))
 
     def header(self) -> str:
         return "".join(

@@ -46,6 +46,7 @@ from flowq.output_machine import (
 )
 from flowq.output_text import (
     ADDRESS_COLUMNS,
+    TOKEN_READS,
     TextLayout,
     address_texts,
     protocol_name,
@@ -415,3 +416,39 @@ def test_summary_window_clip_and_times() -> None:
         "Total flows processed: 34, passed: 0, Blocks skipped: 1, Bytes read: 4284",
         "Sys: 0.0000s User: 0.0017s Wall: 0.0015s flows/second: 22666.7 Runtime: 0.0016s",
     ]
+
+
+def _every_token_column_batch(rows: int = 64) -> pa.RecordBatch:
+    """Non-null, varied values in every column a token can read (ICMP and IPv6 rows
+    included), so a token reading a column outside its ``TOKEN_READS`` shows it."""
+    rng = np.random.default_rng(5)
+    columns: dict[str, pa.Array] = {}
+    for field in FLOW_SCHEMA:  # every column, not only those TOKEN_READS names
+        name, kind = field.name, field.type
+        if pa.types.is_timestamp(kind):
+            values = 1_763_800_000_000 + rng.integers(0, 600_000, rows)
+            columns[name] = pa.array(values, pa.int64()).cast(kind)
+        elif pa.types.is_fixed_size_binary(kind):
+            width = kind.byte_width
+            columns[name] = pa.array(
+                [bytes(rng.integers(0, 256, width, dtype=np.uint8)) if i % 3 == 0 else None
+                 for i in range(rows)], kind)  # fmt: skip
+        elif pa.types.is_integer(kind):
+            top = min(2**kind.bit_width, 2**31)
+            columns[name] = pa.array(rng.integers(1, top, rows), pa.int64()).cast(kind)
+    columns["proto"] = pa.array(rng.choice([1, 6, 17, 58], rows), pa.uint8())
+    return pa.RecordBatch.from_pydict(columns)
+
+
+@pytest.mark.parametrize("token", sorted(TOKEN_READS))
+def test_each_token_reads_only_its_columns(token: str) -> None:
+    """A record dump reads the columns of its layout's tokens only: each token renders
+    the same from those columns as from all of them."""
+    batch = _every_token_column_batch()
+    layout = TextLayout.parse(f"%{token}")
+    assert layout.reads == list(TOKEN_READS[token])
+    narrow = batch.select([name for name in layout.reads if name in batch.schema.names])
+    for plain in (False, True):
+        assert layout.render(narrow, utc=True, plain=plain).to_pylist() == (
+            layout.render(batch, utc=True, plain=plain).to_pylist()
+        )
