@@ -45,7 +45,9 @@ VERSIONS: Final = ("5", "9", "10", "other")
 FLOW_VERSIONS: Final = ("5", "9", "10")
 #: drop reasons, pre-created so zeros show (parsers' reasons + the collector's own)
 DROP_REASONS: Final = (*(r.value for r in DropReason), "not_allowed", "internal_error")
-PROC_NET_UDP: Final = (Path("/proc/net/udp"), Path("/proc/net/udp6"))
+#: our own network namespace's UDP sockets; /proc/self/net stays visible under the
+#: unit's ProcSubset=pid, which hides /proc/net
+PROC_NET_UDP: Final = (Path("/proc/self/net/udp"), Path("/proc/self/net/udp6"))
 
 #: (metric, help, snapshot key) of the plain counters and gauges
 COUNTERS: Final = (
