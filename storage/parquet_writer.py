@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from storage.naming import FileKind, parse_name
 from storage.schema import FLOW_SCHEMA
@@ -97,6 +96,8 @@ def parquet_options(schema: pa.Schema) -> dict:
     The page index (per-page min/max) and the declared sort order let readers that use
     them (Spark, Trino, newer Arrow) skip pages inside a row group, for ~0.1 % more bytes.
     """
+    import pyarrow.parquet as pq  # here: readers import this module for its names only
+
     delta = [c for c in DELTA_COLUMNS if c in schema.names]
     sorting = (
         [pq.SortingColumn(schema.get_field_index(SORT_COLUMN))]
@@ -141,6 +142,8 @@ def write_parquet(
     try:
         lock_new_file(lock_fd, temp)
         conformed = (conform(b, schema) for b in batches)
+        import pyarrow.parquet as pq
+
         with pq.ParquetWriter(str(temp), file_schema, **parquet_options(schema)) as writer:
             for group in _row_groups(conformed, rows_per_group):
                 if SORT_COLUMN in group.column_names:

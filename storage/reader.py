@@ -30,8 +30,6 @@ from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from storage.naming import FileKind, FlowFileName, parse_name, walk_flow_files
 from storage.parquet_writer import parquet_path_for, union_schema
@@ -158,6 +156,8 @@ def file_schema(source: FlowSource) -> pa.Schema:
     """The columns a file holds (Parquet footer, or the spool's frame heads)."""
     if source.kind is FileKind.SPOOL:
         return union_schema(SpoolReader(source.path).schemas())
+    import pyarrow.parquet as pq  # here: a query answered from summaries never needs it
+
     return pq.read_schema(source.path)
 
 
@@ -269,6 +269,9 @@ def _scan_one(
 ) -> Iterator[pa.RecordBatch]:
     try:
         if source.kind is FileKind.PARQUET:
+            import pyarrow.dataset as ds  # here: ~30 ms of imports (fs, s3, ssl) a query
+            # answered from summaries never needs
+
             dataset = ds.dataset(source.path, schema=schema, format="parquet")
             for batch in dataset.to_batches(columns=columns, filter=filter):
                 if batch.num_rows:
@@ -289,6 +292,8 @@ def _scan_spool(
     reader = SpoolReader(source.path)
     try:
         for batch in reader:
+            import pyarrow.dataset as ds
+
             dataset = ds.dataset(pa.Table.from_batches([batch])).replace_schema(schema)
             for part in dataset.to_batches(columns=columns, filter=filter):
                 if part.num_rows:

@@ -48,7 +48,6 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from storage.naming import TEMP_SUFFIX, FileKind, parse_name, walk_flow_files
 from storage.schema import FLOW_SCHEMA, TIME_TYPE
@@ -376,6 +375,8 @@ class SummaryBuilder:
 def summarize_flow_file(path: Path) -> FlowSummary:
     """The summary of a finished Parquet flow file, read back (only the needed columns)."""
     builder = SummaryBuilder()
+    import pyarrow.parquet as pq  # the writer's side: flowq reading summaries needs none
+
     file = pq.ParquetFile(path)
     columns = [name for name in _INPUT_COLUMNS if name in file.schema_arrow.names]
     for batch in file.iter_batches(columns=columns):
