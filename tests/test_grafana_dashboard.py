@@ -19,8 +19,8 @@ import pytest
 import uvloop
 
 from collector.config import Config
-from collector.daemon import FlowCollector
 from collector.metrics import FlowcapMetrics
+from collector.worker import FlowCollector
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "grafana" / "flowcap-dashboard.json"
 METRIC_NAME = re.compile(r"\bflowcap_[a-z_]+")

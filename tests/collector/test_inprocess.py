@@ -25,7 +25,7 @@ from bench.datagrams import (
     generate_v9,
 )
 from collector.config import Config
-from collector.daemon import FlowCollector
+from collector.worker import FlowCollector
 from tests.collector.exports import (
     ipfix_vds_datagrams,
     reference_table,
