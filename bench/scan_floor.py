@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from flowq.cli import Query, build_parser
+from flowq.cli import build_parser
 from flowq.output import Summary
+from flowq.query import Query
 
 
 def main(argv: list[str] | None = None) -> int:

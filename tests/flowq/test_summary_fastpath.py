@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flowq import cli
+from flowq import cli, query
 from flowq.cli import main as flowq_main
 from flowq.stats import (
     STAT_TYPES,
@@ -108,7 +108,7 @@ def both_ways(monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[str, str, in
         patch.setattr(StatAccumulator, "add_grouped", counting)
         fast, fast_err = run(*args)
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_batches_beyond_summaries", lambda *_: None)
+        patch.setattr(cli, "batches_beyond_summaries", lambda *_: None)
         slow, slow_err = run(*args)
     assert fast_err == slow_err
     return _comparable(fast), _comparable(slow), len(merged)
@@ -175,20 +175,20 @@ def test_windows_equal_a_full_scan(monkeypatch, flow_dir, window, expect_summari
 
 def test_mixed_mode_reads_summaries_and_scans_the_rest(monkeypatch, flow_dir):
     scanned: list[str] = []
-    real_scan = cli.scan_sources
+    real_scan = query.scan_sources
 
     def spy(sources: list, *args: object, **kwargs: object) -> object:
         scanned.extend(s.path.name for s in sources)
         return real_scan(sources, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "scan_sources", spy)
+    monkeypatch.setattr(query, "scan_sources", spy)
     fast, _ = run("-R", str(flow_dir), "-s", "srcip/bytes")
     assert scanned == [
         interval_name(BASE_S + 900, FileKind.PARQUET),  # no summary
         interval_name(BASE_S + 1200, FileKind.PARQUET),  # a damaged one
         interval_name(BASE_S + 1500, FileKind.SPOOL),  # the live interval
     ]
-    monkeypatch.setattr(cli, "_batches_beyond_summaries", lambda *_: None)
+    monkeypatch.setattr(cli, "batches_beyond_summaries", lambda *_: None)
     slow, _ = run("-R", str(flow_dir), "-s", "srcip/bytes")
     assert _comparable(fast) == _comparable(slow)
     assert _bytes_read(fast) < _bytes_read(slow)
@@ -301,7 +301,7 @@ def bench_query(directory: Path, stat: str) -> dict[str, float]:
     for name in ("summaries", "full_scan", "summaries_again", "full_scan_again"):
         patch = pytest.MonkeyPatch()
         if name.startswith("full_scan"):
-            patch.setattr(cli, "_batches_beyond_summaries", lambda *_: None)
+            patch.setattr(cli, "batches_beyond_summaries", lambda *_: None)
         try:
             before, started = _rchar(), time.perf_counter()
             out, _ = run(*args)
