@@ -164,6 +164,19 @@ def _send_many(payloads: list[bytes], port: int, rate_per_s: float) -> None:
         sock.send(payload)
 
 
+def _send_and_stop(
+    process: subprocess.Popen, payloads: list[bytes], port: int, rate_per_s: float, wait_s: float
+) -> tuple[float, float]:
+    """Send at the rate, then SIGTERM the receiver and wait for it: (seconds sending,
+    the receiver's CPU seconds meanwhile)."""
+    cpu_before = _process_cpu_s(process.pid)
+    seconds = _send_all(payloads, port, rate_per_s)
+    cpu_during = _process_cpu_s(process.pid) - cpu_before
+    process.send_signal(signal.SIGTERM)
+    process.wait(wait_s)
+    return seconds, cpu_during
+
+
 def run_flowcapd(payloads: list[bytes], rate_per_s: float, workers: int, workdir: Path) -> dict:
     flowcapd = Path(sys.executable).with_name("flowcapd")
     process = subprocess.Popen(
@@ -182,11 +195,7 @@ def run_flowcapd(payloads: list[bytes], rate_per_s: float, workers: int, workdir
         if port is None:
             raise RuntimeError("flowcapd did not start")
         time.sleep(0.5 if workers > 1 else 0.1)  # forked workers bind before the log line
-        cpu_before = _process_cpu_s(process.pid)
-        seconds = _send_all(payloads, port, rate_per_s)
-        cpu_during = _process_cpu_s(process.pid) - cpu_before
-        process.send_signal(signal.SIGTERM)
-        process.wait(120)
+        seconds, cpu_during = _send_and_stop(process, payloads, port, rate_per_s, 120)
     finally:
         if process.poll() is None:
             process.kill()
@@ -209,11 +218,7 @@ def run_nfcapd(payloads: list[bytes], rate_per_s: float, workdir: Path) -> dict 
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not _udp_bound(port):
             time.sleep(0.02)
-        cpu_before = _process_cpu_s(process.pid)
-        seconds = _send_all(payloads, port, rate_per_s)
-        cpu_during = _process_cpu_s(process.pid) - cpu_before
-        process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        seconds, cpu_during = _send_and_stop(process, payloads, port, rate_per_s, 60)
     finally:
         if process.poll() is None:
             process.kill()

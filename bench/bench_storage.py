@@ -36,12 +36,12 @@ import pyarrow.parquet as pq
 
 from bench.environment import RESULTS_DIR, machine_info, write_json
 from parsers.decoder import FlowDecoder
+from parsers.elements import VMWARE_PEN
 from parsers.ipfix import ENTERPRISE_BIT, IPFIX_HEADER, SET_HEADER, TEMPLATE_RECORD
 from storage.interval_writer import IntervalWriter
 from storage.parquet_writer import parquet_options
 from storage.schema import to_record_batch
 
-VMWARE_PEN: Final = 6876
 #: (element id, length, PEN) of the vDS templates, as the corpus capture defines them
 _V4_FIELDS: Final = (
     (8, 4, 0), (12, 4, 0), (1, 8, 0), (2, 8, 0), (152, 8, 0), (153, 8, 0), (7, 2, 0),

@@ -34,6 +34,7 @@ MAX_SOCKET_BUFFER_BYTES: Final = 2**31 - 1
 #: spool that grows for days (and far larger values overflow the interval arithmetic)
 MAX_ROTATION_S: Final = 86_400
 SUBDIR_LAYOUTS: Final = range(0, 9)  # nfcapd's -S numbers
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
 class ConfigError(ValueError):
@@ -86,8 +87,8 @@ class Config:
         return host.strip("[]"), int(port)
 
 
-#: TOML key -> (Config field, type check)
-_KEYS: Final[dict[str, str]] = {
+#: TOML key -> Config field (the example config must list every key; its test reads this)
+TOML_KEYS: Final[dict[str, str]] = {
     "flow_dir": "flow_dir",
     "port": "port",
     "bind": "bind",
@@ -176,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         dest="log_level",
         metavar="LEVEL",
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
         help="log level (default info)",
     )
     parser.add_argument(
@@ -212,9 +213,10 @@ def _from_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config {path}: {error}") from None
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key not in _KEYS:
-            raise ConfigError(f"config {path}: unknown key '{key}' (known: {', '.join(_KEYS)})")
-        values[_KEYS[key]] = value
+        if key not in TOML_KEYS:
+            known = ", ".join(TOML_KEYS)
+            raise ConfigError(f"config {path}: unknown key '{key}' (known: {known})")
+        values[TOML_KEYS[key]] = value
     return values
 
 
@@ -286,8 +288,8 @@ def _checked(config: Config) -> Config:
         raise ConfigError(f"workers {config.workers} is not 1-256")
     if not (math.isfinite(config.flush_interval_s) and config.flush_interval_s > 0):
         raise ConfigError(f"flush interval {config.flush_interval_s} s must be a positive number")
-    if config.log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log level {config.log_level!r} is not debug/info/warning/error")
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log level {config.log_level!r} is not {'/'.join(LOG_LEVELS)}")
     if config.bind is not None:
         try:
             ipaddress.ip_address(config.bind.split("%", 1)[0])
@@ -324,8 +326,6 @@ def load_config(argv: Sequence[str] | None = None) -> Config:
 LIVE_SETTINGS: Final = frozenset({"allow", "log_level"})
 #: fields that are not settings of a running daemon
 _NOT_RELOADED: Final = frozenset({"config_file", "read", "allowed_networks", "argv"})
-#: TOML key -> Config field: what the example config must list (its test reads this)
-TOML_KEYS: Final = _KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +345,7 @@ def reload_config(running: Config) -> Reload:
     fresh = load_config(running.argv)
     live = {name: getattr(fresh, name) for name in LIVE_SETTINGS}
     config = replace(running, **live, allowed_networks=fresh.allowed_networks)
-    toml_key = {name: key for key, name in _KEYS.items()}
+    toml_key = {name: key for key, name in TOML_KEYS.items()}
     needs_restart = tuple(
         toml_key.get(f.name, f.name)
         for f in fields(Config)

@@ -96,10 +96,6 @@ class DatagramReceiver(asyncio.DatagramProtocol):
     def __init__(self, handler: DatagramHandler, on_error: Callable[[OSError], None]) -> None:
         self._handler = handler
         self._on_error = on_error
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self._handler(data, addr)
@@ -119,9 +115,7 @@ def drain_socket(sock: socket.socket, handler: DatagramHandler, limit: int = 1_0
     while count < limit:
         try:
             data, addr = sock.recvfrom(MAX_DATAGRAM_BYTES)
-        except (BlockingIOError, InterruptedError):
-            break
-        except OSError:
+        except OSError:  # nothing more queued (BlockingIOError), or the socket failed
             break
         handler(data, addr)
         count += 1

@@ -28,10 +28,9 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from collector.worker_stats import (
-    LATENCY_BUCKETS_S,
+    LATENCY_BUCKET_LES,
     WRITE_STAGES,
     ExporterLabels,
     StatsSnapshot,
@@ -164,29 +163,28 @@ class FlowcapMetrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self._snapshot()
-        received = CounterMetricFamily(
-            "flowcap_packets_received", "Export datagrams received", labels=["version"]
+        yield _labelled_counter(
+            "flowcap_packets_received",
+            "Export datagrams received",
+            "version",
+            VERSIONS,
+            stats.get("datagrams_by_version", {}),
         )
-        by_version = stats.get("datagrams_by_version", {})
-        for version in VERSIONS:
-            received.add_metric([version], by_version.get(version, 0))
-        yield received
-        flows = CounterMetricFamily(
+        yield _labelled_counter(
             "flowcap_flows_decoded_by_version",
             "Flow records decoded, by export version (they add up to flowcap_flows_decoded)",
-            labels=["version"],
-        )
-        by_version = stats.get("flows_by_version", {})
-        for version in FLOW_VERSIONS:
-            flows.add_metric([version], by_version.get(version, 0))
-        yield flows
-        dropped = CounterMetricFamily(
-            "flowcap_packets_dropped", "Export datagrams dropped", labels=["reason"]
+            "version",
+            FLOW_VERSIONS,
+            stats.get("flows_by_version", {}),
         )
         by_reason = stats.get("dropped", {})
-        for reason in sorted(set(DROP_REASONS) | set(by_reason)):
-            dropped.add_metric([reason], by_reason.get(reason, 0))
-        yield dropped
+        yield _labelled_counter(
+            "flowcap_packets_dropped",
+            "Export datagrams dropped",
+            "reason",
+            sorted(set(DROP_REASONS) | set(by_reason)),
+            by_reason,
+        )
         for name, help_text, key in COUNTERS:
             yield CounterMetricFamily(name, help_text, value=stats.get(key, 0))
         yield CounterMetricFamily(
@@ -240,18 +238,28 @@ class FlowcapMetrics(Collector):
         yield size
 
 
+def _labelled_counter(
+    name: str, help_text: str, label: str, values: Iterable[str], counts: dict[str, float]
+) -> CounterMetricFamily:
+    """One counter family with a series per ``values`` entry (zero where ``counts`` has
+    none, so pre-created values show)."""
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value in values:
+        family.add_metric([value], counts.get(value, 0))
+    return family
+
+
 def _histogram_families(stats: StatsSnapshot) -> Iterator[Metric]:
-    les = [floatToGoString(b) for b in (*LATENCY_BUCKETS_S, float("inf"))]
     for name, help_text, key, label in HISTOGRAMS:
         family = HistogramMetricFamily(name, help_text, labels=[label] if label else None)
         by_label = stats.get(key, {})
         precreated = WRITE_STAGES if label else ("",)
         for value in sorted(set(by_label) | set(precreated)):
             entry = by_label.get(value, {})
-            counts = entry.get("buckets") or [0] * len(les)
+            counts = entry.get("buckets") or [0] * len(LATENCY_BUCKET_LES)
             family.add_metric(
                 [value] if label else [],
-                buckets=list(zip(les, counts, strict=True)),
+                buckets=list(zip(LATENCY_BUCKET_LES, counts, strict=True)),
                 sum_value=entry.get("sum", 0.0),
             )
         yield family

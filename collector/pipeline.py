@@ -22,7 +22,8 @@ import pyarrow as pa
 from collector.ratelimit import RateLimitedLog
 from collector.storage_thread import BatchQueue
 from collector.worker_stats import ExporterLabels, decode_histogram
-from parsers.decoder import FlowDecoder
+from parsers.decoder import VERSIONS as EXPORT_VERSIONS
+from parsers.decoder import FlowDecoder, export_version
 from parsers.errors import ParseError
 from storage.schema import to_record_batch
 
@@ -34,7 +35,6 @@ INTERNAL_ERROR: Final = "internal_error"
 NOT_ALLOWED: Final = "not_allowed"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_VERSION_LABELS: Final = {5: "5", 9: "9", 10: "10"}
 
 
 @dataclass(slots=True)
@@ -103,9 +103,9 @@ class ReceivePipeline:
     ) -> None:
         """One datagram from the socket (or a capture file). Never raises."""
         self.stats.datagrams += 1
-        # the version field, only to label the received counter; parsers/ interprets it
-        version = data[1] if len(data) > 1 and data[0] == 0 else -1
-        self.stats.received_by_version[_VERSION_LABELS.get(version, "other")] += 1
+        version = export_version(data)
+        label = str(version) if version in EXPORT_VERSIONS else "other"
+        self.stats.received_by_version[label] += 1
         host = _normalized(addr[0])
         if self._allowed and not self._is_allowed(host):
             self.stats.dropped[NOT_ALLOWED] += 1

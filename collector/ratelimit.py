@@ -51,8 +51,5 @@ class RateLimitedLog:
     def warning(self, key: Hashable, message: str, *args: object) -> None:
         self._emit(logging.WARNING, key, message, args, False)
 
-    def error(self, key: Hashable, message: str, *args: object) -> None:
-        self._emit(logging.ERROR, key, message, args, False)
-
     def exception(self, key: Hashable, message: str, *args: object) -> None:
         self._emit(logging.ERROR, key, message, args, True)

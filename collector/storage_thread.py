@@ -191,14 +191,11 @@ class StorageThread(threading.Thread):
         if now >= next_sync:
             self._sync()
             next_sync = now + self._flush_interval_s
-            self._rotate(now)
+            self._rotate(lambda: self.writer.rotate_due(now), now)
         if self._rotate_now.is_set():
             self._rotate_now.clear()
             self._sync()
-            files = self._guard(self.writer.rotate_now)
-            if files:  # conversions that finished meanwhile: logged at shutdown too
-                self.finished_files.extend(str(f) for f in files)
-                self._expire(now)
+            self._rotate(self.writer.rotate_now, now)
         self._observe_conversions()
         return next_sync
 
@@ -260,8 +257,10 @@ class StorageThread(threading.Thread):
         self.stats.rows_written += rows
         self._on_written(rows)
 
-    def _rotate(self, now: float) -> None:
-        files = self._guard(lambda: self.writer.rotate_due(now))
+    def _rotate(self, rotation: Callable[[], object], now: float) -> None:
+        """Run one of the writer's rotations; the files it finished (conversions that
+        completed meanwhile) are logged at shutdown, and retention runs after them."""
+        files = self._guard(rotation)
         if files:
             self.finished_files.extend(str(f) for f in files)
             self._expire(now)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from parsers.decoder import FlowDecoder
 from parsers.state_snapshot import restore, snapshot
+from storage.spool import fsync_directory
 
 log = logging.getLogger("flowcapd")
 
@@ -32,11 +33,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_directory(path.parent)
 
 
 def save_templates(decoder_snapshot: dict, state_dir: Path, worker: int) -> None:

@@ -123,7 +123,7 @@ class FlowCollector:
             sock=self._sock,
         )
         self._tasks = [
-            asyncio.create_task(self._every(DECODE_FLUSH_INTERVAL_S, self._decode_flush)),
+            asyncio.create_task(self._every(DECODE_FLUSH_INTERVAL_S, self.pipeline.flush)),
             asyncio.create_task(self._every(HOUSEKEEPING_INTERVAL_S, self._housekeeping)),
         ]
         return self.address
@@ -213,13 +213,10 @@ class FlowCollector:
 
     # -- timers ----------------------------------------------------------------------
 
-    async def _every(self, interval_s: float, action: object) -> None:
+    async def _every(self, interval_s: float, action: Callable[[], object]) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            action()  # type: ignore[operator]
-
-    def _decode_flush(self) -> None:
-        self.pipeline.flush()
+            action()
 
     def _housekeeping(self) -> None:
         self.decoder.expire(time.time_ns())
@@ -276,10 +273,14 @@ async def _report_to_parent(collector: FlowCollector, report: socket.socket) -> 
     dropped, and the next carries the same counters."""
     report.setblocking(False)
     while True:
-        message = {"worker": collector.worker, "stats": collector.stats_snapshot()}
-        with contextlib.suppress(OSError):
-            report.send(json.dumps(message).encode())
+        _send_report(collector, report)
         await asyncio.sleep(REPORT_INTERVAL_S)
+
+
+def _send_report(collector: FlowCollector, report: socket.socket) -> None:
+    message = {"worker": collector.worker, "stats": collector.stats_snapshot()}
+    with contextlib.suppress(OSError):
+        report.send(json.dumps(message).encode())
 
 
 async def run_worker(
@@ -353,16 +354,11 @@ async def run_worker(
         with contextlib.suppress(asyncio.CancelledError):
             await informer
     lost = collector.storage.stats.rows_lost
-    if reporter is not None:
+    if report is not None and reporter is not None:
         reporter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
-        # the final counters, so the parent's totals include the drain
-        with contextlib.suppress(OSError):
-            assert report is not None
-            report.send(
-                json.dumps({"worker": worker, "stats": collector.stats_snapshot()}).encode()
-            )  # type: ignore[union-attr]
+        _send_report(collector, report)  # the final counters: the parent's totals include the drain
     return 1 if lost else 0  # flows the disk never took: the operator must know
 
 

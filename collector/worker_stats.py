@@ -44,6 +44,8 @@ OTHER_EXPORTER: Final = "other"
 LATENCY_BUCKETS_S: Final = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+#: the ``le`` label of each bucket, +Inf last: the order of a snapshot's bucket counts
+LATENCY_BUCKET_LES: Final = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS_S, float("inf")))
 #: what one write-latency observation is: appending one batch to the spool, one fsync
 #: of the open spools, converting one finished spool into its Parquet file
 WRITE_STAGES: Final = ("append", "fsync", "parquet")
@@ -84,7 +86,6 @@ def write_histogram() -> Histogram:
 
 def histogram_snapshot(histogram: Histogram) -> dict[str, dict[str, Any]]:
     """{label value ("" without a label): {"buckets": cumulative counts, "sum": s}}."""
-    les = [floatToGoString(b) for b in (*LATENCY_BUCKETS_S, float("inf"))]
     buckets: dict[str, dict[str, float]] = {}
     sums: dict[str, float] = {}
     for family in histogram.collect():
@@ -95,7 +96,10 @@ def histogram_snapshot(histogram: Histogram) -> dict[str, dict[str, Any]]:
             elif sample.name.endswith("_sum"):
                 sums[label] = sample.value
     return {
-        label: {"buckets": [int(by_le.get(le, 0)) for le in les], "sum": sums.get(label, 0.0)}
+        label: {
+            "buckets": [int(by_le.get(le, 0)) for le in LATENCY_BUCKET_LES],
+            "sum": sums.get(label, 0.0),
+        }
         for label, by_le in buckets.items()
     }
 

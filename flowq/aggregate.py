@@ -35,16 +35,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flowq.stats import (
+    ICMP_PORT_COLUMNS,
     GroupAccumulator,
     StatError,
     _column,
-    _measures,
+    _counter,
     address_key,
+    empty_groups,
     icmp_dst_port,
     numeric_key,
     top,
 )
 from storage.schema import FLOW_SCHEMA
+from storage.summaries import flow_measures
 
 #: -A key -> (output column(s), token of nfdump's aggregate layout); an address key has
 #: two columns, the IPv4 one and its IPv6 twin
@@ -79,8 +82,7 @@ _NET = re.compile(r"^(src|dst)net(?:/(\d+))?(?:/(\d+))?$")
 #: nfdump's own spellings: srcip4/24, dstip6/64 (the other family stays whole)
 _NFDUMP_NET = re.compile(r"^(src|dst)ip([46])(?:/(\d+))?$")
 #: flow columns a key reads beyond its own
-_KEY_SOURCES: Final = {"vni": ("layer2_segment_id",), "dst_port": ("proto", "dst_port",
-                       "icmp_type_code", "icmp_type", "icmp_code")}  # fmt: skip
+_KEY_SOURCES: Final = {"vni": ("layer2_segment_id",), "dst_port": ICMP_PORT_COLUMNS}
 _TCP_UDP: Final = (6, 17)
 _VNI_MASK: Final = 0xFFFFFF  # RFC 7133 layer2SegmentId: segment type << 56 | VXLAN VNI
 _COUNTERS: Final = ("flows", "packets", "bytes", "out_packets", "out_bytes")
@@ -197,9 +199,9 @@ def key_values(batch: pa.RecordBatch, key: AggregateKey) -> list[pa.Array]:
 
 
 def _counters(batch: pa.RecordBatch) -> dict[str, pa.Array]:
-    measures = _measures(batch)
+    measures = flow_measures(batch)
     for name in ("out_packets", "out_bytes"):
-        measures[name] = pc.cast(pc.fill_null(_column(batch, name, pa.uint64()), 0), pa.uint64())
+        measures[name] = _counter(batch, name)
     return measures
 
 
@@ -272,14 +274,6 @@ def order_rows(
     return top(table, order, limit, key_names)
 
 
-def _empty(names: Sequence[str]) -> pa.Table:
-    columns = {name: pa.array([], pa.uint32()) for name in names}
-    columns.update({name: pa.array([], pa.uint64()) for name in _COUNTERS})
-    columns["first"] = pa.array([], pa.timestamp("ms", tz="UTC"))
-    columns["last"] = pa.array([], pa.timestamp("ms", tz="UTC"))
-    return pa.table(columns)
-
-
 class Aggregator:
     """``-A`` / ``-a`` (and ``-s record``) over a stream of filtered batches.
 
@@ -321,7 +315,7 @@ class Aggregator:
         0: all."""
         table = self._groups.result()
         if table is None:
-            table = _empty(self.key_names)
+            table = empty_groups(self.key_names, _COUNTERS)
         elif self.with_flags:
             flags = _flags_from_bits(table, "flag")
             table = table.drop_columns([f"flag{bit}" for bit in range(8)])
@@ -425,7 +419,8 @@ class BidirAggregator:
         (see the module docstring)."""
         table = self._groups.result()
         if table is None:
-            return order_rows(finish_rows(_empty(BIDIR_KEYS)), order, limit, BIDIR_KEYS)
+            table = empty_groups(BIDIR_KEYS, _COUNTERS)
+            return order_rows(finish_rows(table), order, limit, BIDIR_KEYS)
         ab_first = pc.cast(table["ab_first"], pa.int64())
         ba_first = pc.cast(table["ba_first"], pa.int64())
         # read the row in the direction of its earliest flow; lo -> hi on a tie

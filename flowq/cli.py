@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from flowq.filter_lexer import FilterError
 from flowq.output import (
+    NO_MATCH_TEXT,
     ProcessTimes,
     RecordWriter,
     Summary,
@@ -48,12 +49,12 @@ from flowq.stats import (
     top,
 )
 from flowq.table_output import (
-    NO_MATCH_TEXT,
     write_aggregate,
     write_record_stat,
     write_statistic,
 )
 from flowq.timewindow import WindowError
+from storage.reader import window_ms
 
 PROGRAM: Final = "flowq"
 RECORD_ORDERS: Final = ("tstart", "tend", *ORDERS)
@@ -246,10 +247,7 @@ def _run(query: Query, out: TextIO) -> None:
         if args.plot is not None:
             series.plot(args.plot)
     if query.format.prints_summary and not args.quiet:
-        if query.window is not None:
-            start_ms = None if query.window.start_s is None else int(query.window.start_s * 1000)
-            end_ms = None if query.window.end_s is None else int(query.window.end_s * 1000)
-            summary.clip_window(start_ms, end_ms)
+        summary.clip_window(*window_ms(query.window))
         usage = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - started_wall
         summary.times = ProcessTimes(usage.ru_stime, usage.ru_utime, wall, wall)
@@ -270,15 +268,19 @@ def _coalesced(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Reco
     count = 0
     for batch in batches:
         if pending and batch.schema != pending[0].schema:
-            yield pa.concat_batches(pending)
+            yield _joined(pending)
             pending, count = [], 0
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+            yield _joined(pending)
             pending, count = [], 0
     if pending:
-        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
 
 
 def _ordered_records(table: pa.Table, order: str, limit: int) -> pa.Table:

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
+from flowq.flags import FLAG_BITS
 from flowq.timewindow import WindowError, parse_time
 
 MAX_UINT64: Final = 2**64 - 1
@@ -306,7 +307,6 @@ def parse_protocol(token: Token) -> int:
 
 
 # --- TCP flags -----------------------------------------------------------------------
-TCP_FLAG_BITS: Final = {"F": 1, "S": 2, "R": 4, "P": 8, "A": 16, "U": 32, "E": 64, "C": 128}
 #: nfdump's 'X': all six classic flags (FSRPAU)
 TCP_FLAGS_X: Final = 63
 
@@ -317,8 +317,8 @@ def parse_tcp_flags(token: Token) -> int:
     for letter in token.text.upper():
         if letter == "X":
             bits |= TCP_FLAGS_X
-        elif letter in TCP_FLAG_BITS:
-            bits |= TCP_FLAG_BITS[letter]
+        elif letter in FLAG_BITS:
+            bits |= FLAG_BITS[letter]
         else:
             raise FilterError(
                 token.position,

@@ -15,9 +15,8 @@ import pyarrow as pa
 
 #: the letters, most significant bit first (CWR, ECE, URG, ACK, PSH, RST, SYN, FIN)
 FLAG_LETTERS: Final = "CEUAPRSF"
-#: letter -> bit, for code that reads flags typed by a user
+#: letter -> bit, for code that reads flags typed by a user (the filter's ``flags``)
 FLAG_BITS: Final = {letter: 1 << (7 - i) for i, letter in enumerate(FLAG_LETTERS)}
-NO_FLAGS: Final = "........"
 TCP: Final = 6
 
 

@@ -33,7 +33,6 @@ from flowq.output_text import (
     address_texts,
     column,
     format_times,
-    join_parts,
     text_block,
 )
 from storage.schema import CORE_FIELDS, FLOW_SCHEMA, TIME_TYPE
@@ -67,6 +66,8 @@ _SCHEMA_TYPES: Final = {f.name: f.type for f in FLOW_SCHEMA}
 #: rows only (flowq writes the header), never quoted: ``csv_block`` checked no cell
 #: needs quotes; nulls are empty cells, newline "\n"
 _CSV_ROWS_ONLY: Final = pa_csv.WriteOptions(include_header=False, quoting_style="none")
+#: a character that makes a CSV cell need RFC 4180 quotes
+_CSV_SPECIAL: Final = r'[",\r\n]'
 
 
 def field_values(batch: pa.RecordBatch, name: str) -> pa.Array:
@@ -149,8 +150,8 @@ def _any_match(text: pa.Array, pattern: str) -> bool:
 def csv_cells(array: pa.Array) -> pa.Array:
     """One CSV cell per value: RFC 4180 quoting where needed, "" for null."""
     text = _plain_text(array)
-    if _is_text(array) and _any_match(text, r'[",\r\n]'):
-        needs_quotes = pc.match_substring_regex(text, r'[",\r\n]')
+    if _is_text(array) and _any_match(text, _CSV_SPECIAL):
+        needs_quotes = pc.match_substring_regex(text, _CSV_SPECIAL)
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
         text = pc.if_else(needs_quotes, quoted, text)
     return pc.fill_null(text, "")
@@ -185,17 +186,12 @@ def csv_block(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
             continue
         is_text = _is_text(values) or pa.types.is_boolean(values.type)
         text = _plain_text(values) if is_text else values
-        if _is_text(values) and _any_match(text, r'[",\r\n]'):
+        if _is_text(values) and _any_match(text, _CSV_SPECIAL):
             return text_block(csv_parts(batch, fields), batch.num_rows).encode()
         columns[name] = text
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(pa.table(columns), sink, _CSV_ROWS_ONLY)
     return sink.getvalue().to_pybytes()
-
-
-def csv_rows(batch: pa.RecordBatch, fields: Sequence[str]) -> pa.Array:
-    """The batch's CSV lines (no newline) over ``fields``."""
-    return join_parts(csv_parts(batch, fields), batch.num_rows)
 
 
 # -- JSON --------------------------------------------------------------------------------
@@ -232,8 +228,3 @@ def _json_keys(fields: tuple[str, ...]) -> tuple[pa.Scalar, ...]:
         pa.scalar(("," if index else "{") + json.dumps(name) + ":")
         for index, name in enumerate(fields)
     )
-
-
-def json_objects(batch: pa.RecordBatch, fields: Sequence[str]) -> pa.Array:
-    """The batch's rows as JSON objects over ``fields``, one line each."""
-    return join_parts(json_parts(batch, fields), batch.num_rows)

@@ -34,6 +34,7 @@ from flowq.numbers import (
     format_numbers,
     per_second,
 )
+from flowq.stats import ICMP_PROTOCOLS
 from storage.schema import FLOW_SCHEMA, IPV4_TYPE, IPV6_TYPE
 
 # nfdump 1.7.1's protocol names (output_util.c protoList); numbers from 138 on print as
@@ -57,7 +58,6 @@ _PROTOCOL_TEXT: Final = np.array(
     [PROTOCOL_NAMES[p] if p < len(PROTOCOL_NAMES) else str(p) for p in range(256)],
     dtype=object,
 )
-ICMP_PROTOCOLS: Final = (1, 58)
 
 #: IPv4 address column -> its IPv6 twin (``src_addr`` -> ``src_addr6``, ...)
 ADDRESS_COLUMNS: Final = {
@@ -537,10 +537,3 @@ def buffer_text(lines: pa.Array) -> str:
     start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
     data = lines.buffers()[2]
     return "" if data is None else str(memoryview(data)[start:end], "utf-8")
-
-
-def join_lines(lines: pa.Array | Sequence[str]) -> str:
-    """Rows -> one text block, each row ending in a newline ("" for no rows)."""
-    if isinstance(lines, pa.Array):
-        return text_block([lines], len(lines))
-    return "".join(f"{line}\n" for line in lines)

@@ -214,13 +214,14 @@ class Query:
             window = TimeWindow(window.start_s, end_s)
         return None if window == TimeWindow() else window
 
+    def scan_expression(self) -> pc.Expression:
+        """The filter and nfdump's ``-t`` rule, as the scan applies them to each row."""
+        condition = None if self.window is None else window_expression(self.window)
+        return self.expression if condition is None else self.expression & condition
+
     def batches(self, summary: Summary) -> Iterator[pa.RecordBatch]:
         """Matching batches from every input, in file order."""
-        expression = self.expression
-        if self.window is not None:
-            condition = window_expression(self.window)
-            if condition is not None:
-                expression = expression & condition
+        expression = self.scan_expression()
         columns = self.columns()
         stored: list[Path] = []
         for path in self.paths:
@@ -339,7 +340,5 @@ def batches_beyond_summaries(
     rescan.sort()
     for source in rescan:
         _count_processed(source.path, summary)
-    expression = query.expression
-    if query.window is not None and (condition := window_expression(query.window)) is not None:
-        expression = expression & condition
-    return scan_sources(rescan, query.columns(), expression, on_problem=query.problems.append)
+    return scan_sources(rescan, query.columns(), query.scan_expression(),
+                        on_problem=query.problems.append)  # fmt: skip

@@ -20,11 +20,6 @@ import pyarrow.compute as pc
 from flowq.numbers import format_numbers
 from flowq.output import FormatKind, OutputFormat, time_texts
 from flowq.output_machine import iso_times
-from flowq.timewindow import parse_interval
-
-
-def parse_series(text: str) -> timedelta:
-    return parse_interval(text)
 
 
 class SeriesAccumulator:

@@ -139,19 +139,12 @@ def parse_stats(text: str) -> list[StatSpec]:
     return [StatSpec(stat_type, order, by_proto) for order in ORDERS if order in chosen]
 
 
-def parse_stat(text: str) -> StatSpec:
-    """The first of ``parse_stats`` (a ``-s`` with one order)."""
-    return parse_stats(text)[0]
-
-
 def stat_input_columns(spec: StatSpec) -> set[str]:
     """The flow columns a statistic reads."""
     columns = {"packets", "bytes", "time_start", "time_end", "flows"}
-    if spec.type != RECORD_STAT:
-        for side in STAT_TYPES[spec.type].sides:
-            columns.update(side)
-            if "dst_port" in side:
-                columns.update(ICMP_PORT_COLUMNS)
+    sides = () if spec.type == RECORD_STAT else STAT_TYPES[spec.type].sides
+    for side in sides:
+        columns |= side_input_columns(side)
     if spec.by_proto:
         columns.add("proto")
     return columns
@@ -236,16 +229,6 @@ def side_keys(batch: pa.RecordBatch | pa.Table, side: Sequence[str]) -> list[pa.
 
 def _counter(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
     return pc.cast(pc.fill_null(_column(batch, name, pa.uint64()), 0), pa.uint64())
-
-
-def _measures(batch: pa.RecordBatch | pa.Table) -> dict[str, pa.Array]:
-    """Per flow: flows (1 when not sent), packets, bytes, first and last seen. Defined
-    in ``storage.summaries``, whose per-file summaries must count exactly the same."""
-    return flow_measures(batch)
-
-
-#: (measure, Arrow hash aggregation) of a statistic: counters add up, times widen
-AGGREGATIONS: Final = MEASURE_AGGREGATIONS
 
 
 def _group_plain(
@@ -358,7 +341,7 @@ class GroupAccumulator:
     """
 
     def __init__(
-        self, key_names: list[str], aggregations: Sequence[tuple[str, str]] = AGGREGATIONS
+        self, key_names: list[str], aggregations: Sequence[tuple[str, str]] = MEASURE_AGGREGATIONS
     ) -> None:
         self.key_names = key_names
         self.aggregations = tuple(aggregations)
@@ -446,12 +429,14 @@ def top(table: pa.Table, order: str, limit: int, tie_breakers: Sequence[str]) ->
     return table.sort_by(sort_keys)
 
 
-def empty_groups(key_names: Sequence[str]) -> pa.Table:
-    """A statistic without rows, with its columns."""
+def empty_groups(
+    key_names: Sequence[str], counters: Sequence[str] = ("flows", "packets", "bytes")
+) -> pa.Table:
+    """Groups without rows, with their columns (a statistic's, or with ``counters``
+    an aggregation's)."""
     return pa.table({
         **{name: pa.array([], pa.uint32()) for name in key_names},
-        "flows": pa.array([], pa.uint64()), "packets": pa.array([], pa.uint64()),
-        "bytes": pa.array([], pa.uint64()),
+        **{name: pa.array([], pa.uint64()) for name in counters},
         "first": pa.array([], pa.timestamp("ms", tz="UTC")),
         "last": pa.array([], pa.timestamp("ms", tz="UTC")),
     })  # fmt: skip
@@ -471,7 +456,8 @@ class StatAccumulator:
     def add(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
-        measures = _measures(batch)
+        # defined in storage.summaries, whose per-file summaries must count the same
+        measures = flow_measures(batch)
         for side in self._sides:
             self._groups.add(self._keyed(batch, side, measures))
 

@@ -42,6 +42,7 @@ from flowq.numbers import duration_texts, format_numbers
 from flowq.output import FormatKind, OutputFormat, RecordWriter, protocol_name, time_texts
 from flowq.output_machine import csv_cells, iso_times, json_values
 from flowq.output_text import (
+    TOKEN_READS,
     TOKENS,
     Piece,
     TextLayout,
@@ -57,7 +58,6 @@ AGGREGATE_COLUMNS: Final = ("flows", "packets", "bytes", "time_start", "time_end
                             "duration_ms", "pps", "bps", "bpp")  # fmt: skip
 BIDIR_COLUMNS: Final = ("flows", "packets", "bytes", "out_packets", "out_bytes", "time_start",
                         "time_end", "duration_ms", "pps", "bps", "bpp")  # fmt: skip
-NO_MATCH_TEXT: Final = "No matching flows"
 #: nfdump's -b / -B layout ("biline")
 BIDIR_FMT: Final = "%ts %td %pr %sap <-> %dap %opkt %ipkt %obyt %ibyt %fl"
 STAT_HEADER: Final = (
@@ -188,30 +188,21 @@ def aggregate_layout(keys: Sequence[AggregateKey] | None, *, bidir: bool) -> Out
     return OutputFormat(FormatKind.FMT, TextLayout(tuple(pieces)))
 
 
-#: the flow columns each % token prints (those an aggregated row can carry)
-TOKEN_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "pr": ("proto",), "sa": ("src_addr", "src_addr6"), "da": ("dst_addr", "dst_addr6"),
-    "sap": ("src_addr", "src_addr6", "src_port"), "dap": ("dst_addr", "dst_addr6", "dst_port"),
-    "sp": ("src_port",), "dp": ("dst_port",), "it": ("dst_port",), "ic": ("dst_port",),
-    "nh": ("next_hop", "next_hop6"), "nhb": ("bgp_next_hop", "bgp_next_hop6"),
-    "ra": ("exporter", "exporter6"), "sas": ("src_as",), "das": ("dst_as",),
-    "in": ("in_if",), "out": ("out_if",), "tos": ("tos",), "stos": ("tos",),
-    "dtos": ("dst_tos",), "dir": ("flow_direction",), "smk": ("src_mask",),
-    "dmk": ("dst_mask",), "svln": ("src_vlan",), "dvln": ("dst_vlan",),
-    "eng": ("engine_type", "engine_id"), "odid": ("observation_domain",),
-    "tr": ("time_received",),
-}  # fmt: skip
+#: what a token reads that an aggregated row has of its own (counters, times, OR'd
+#: flags) or holds in ``dst_port`` (the ICMP rule: ``icmp_type_code``)
+_NOT_CARRIED: Final = frozenset({"flows", "packets", "bytes", "out_packets", "out_bytes",
+                                 "time_start", "time_end", "tcp_flags",
+                                 "icmp_type_code"})  # fmt: skip
 
 
 def layout_columns(fmt: OutputFormat) -> list[str]:
-    """The flow columns a text layout prints beyond counters and times."""
+    """The flow columns a text layout prints beyond counters and times (its tokens'
+    ``TOKEN_READS``)."""
     if fmt.layout is None:
         return []
-    names: list[str] = []
-    for piece in fmt.layout.pieces:
-        if isinstance(piece, Token):
-            names += [n for n in TOKEN_COLUMNS.get(piece.name, ()) if n not in names]
-    return names
+    names = [n for piece in fmt.layout.pieces if isinstance(piece, Token)
+             for n in TOKEN_READS.get(piece.name, ()) if n not in _NOT_CARRIED]  # fmt: skip
+    return list(dict.fromkeys(names))
 
 
 def layout_prints_flags(fmt: OutputFormat) -> bool:

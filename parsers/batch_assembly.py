@@ -13,7 +13,7 @@ from typing import Final
 
 import numpy as np
 
-from parsers.elements import ElementKind
+from parsers.elements import DURATION_KINDS, ElementKind
 from parsers.events import ColumnValues, FlowBatch, OptionsRecord, VarBinary
 from parsers.exporter_state import MAX_SAMPLING_INTERVAL, ExporterState
 from parsers.netflow_v5 import COPIED_FIELDS as V5_COPIED_FIELDS
@@ -113,7 +113,10 @@ def _sampling(
     if isinstance(sampler, np.ndarray) and state.samplers:
         result = default.copy()
         domains = context["domain"]
-        for sampler_id, domain in set(zip(sampler.tolist(), domains.tolist(), strict=True)):
+        pairs = np.unique(
+            np.column_stack([sampler.astype(np.uint64), domains.astype(np.uint64)]), axis=0
+        )
+        for sampler_id, domain in pairs.tolist():  # one step per distinct sampler, not per flow
             interval = state.samplers.get((version, domain, sampler_id))
             if interval is not None:
                 result[(sampler == sampler_id) & (domains == domain)] = interval
@@ -275,7 +278,7 @@ def options_records(
     }
     clock = _clock(context, None)
     for name, field in raw.times.items():
-        if field.kind in (ElementKind.DURATION_MILLISECONDS, ElementKind.DURATION_MICROSECONDS):
+        if field.kind in DURATION_KINDS:
             columns[name] = field.values.astype(np.int64).tolist()
             continue
         converted, known = time_field_to_unix_ns(field, clock)

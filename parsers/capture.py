@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import dpkt
 
+from parsers import ipfix, netflow_v5, netflow_v9
+
 
 @dataclass(frozen=True, slots=True)
 class CapturedDatagram:
@@ -491,11 +493,7 @@ class _FragmentReassembler:
 
 # --- raw files -------------------------------------------------------------------------
 
-_NETFLOW_V5_HEADER_BYTES = 24
-_NETFLOW_V5_RECORD_BYTES = 48
-_NETFLOW_V9_HEADER_BYTES = 20
-_IPFIX_HEADER_BYTES = 16
-_SET_HEADER = struct.Struct("!HH")  # v9 flowset / IPFIX set: id, length; also version, count
+_SET_HEADER = ipfix.SET_HEADER_STRUCT  # v9 flowset / IPFIX set: id, length; also version, count
 
 
 def split_export_messages(data: bytes) -> list[bytes]:
@@ -529,12 +527,12 @@ def _export_message_length(data: bytes, start: int) -> int | None:
     if remaining < _SET_HEADER.size:
         return None
     version, count_or_length = _SET_HEADER.unpack_from(data, start)
-    if version == 5:
-        claimed = _NETFLOW_V5_HEADER_BYTES + _NETFLOW_V5_RECORD_BYTES * count_or_length
+    if version == netflow_v5.VERSION:
+        claimed = netflow_v5.HEADER_SIZE + netflow_v5.RECORD_SIZE * count_or_length
         return min(claimed, remaining)
-    if version == 10:  # RFC 7011 §3.1: the header carries the message length
-        return min(count_or_length, remaining) if count_or_length >= _IPFIX_HEADER_BYTES else None
-    if version == 9:
+    if version == ipfix.VERSION:  # RFC 7011 §3.1: the header carries the message length
+        return min(count_or_length, remaining) if count_or_length >= ipfix.HEADER_SIZE else None
+    if version == netflow_v9.VERSION:
         return _netflow_v9_message_length(data, start)
     return None
 
@@ -546,10 +544,10 @@ def _netflow_v9_message_length(data: bytes, start: int) -> int:
     version if a plausible header follows. A flowset length that cannot be right (zero
     padding, garbage) ends the walk and the rest stays with this message."""
     end = len(data)
-    offset = start + _NETFLOW_V9_HEADER_BYTES
+    offset = start + netflow_v9.HEADER_SIZE
     while end - offset >= _SET_HEADER.size:
         flowset_id, flowset_bytes = _SET_HEADER.unpack_from(data, offset)
-        if flowset_id == 9 and _looks_like_netflow_v9_header(data, offset):
+        if flowset_id == netflow_v9.VERSION and _next_header_is_plausible(data, offset):
             return offset - start
         if flowset_bytes < _SET_HEADER.size or flowset_bytes > end - offset:
             break
@@ -557,9 +555,11 @@ def _netflow_v9_message_length(data: bytes, start: int) -> int:
     return end - start
 
 
-def _looks_like_netflow_v9_header(data: bytes, offset: int) -> bool:
-    first_flowset = offset + _NETFLOW_V9_HEADER_BYTES
-    if len(data) - first_flowset < _SET_HEADER.size or _U16.unpack_from(data, offset)[0] != 9:
+def _next_header_is_plausible(data: bytes, offset: int) -> bool:
+    """Whether the v9 header whose version was read at ``offset`` is followed by a
+    flowset that could be real."""
+    first_flowset = offset + netflow_v9.HEADER_SIZE
+    if len(data) - first_flowset < _SET_HEADER.size:
         return False
     flowset_id, flowset_bytes = _SET_HEADER.unpack_from(data, first_flowset)
     # 0 templates, 1 options templates, 256 and up data (RFC 3954 §5.2); 2-255 reserved

@@ -94,10 +94,10 @@ class _ParsedDatagram:
         "held",
         "memo",
         "options",
+        "records",
         "reserved_sets",
         "sequence",
         "staged",
-        "units",
         "version",
     )
 
@@ -111,10 +111,23 @@ class _ParsedDatagram:
         self.held: list[tuple[TemplateKey, bytes]] | None = None
         self.options: list[tuple[RecordLayout, bytes, int, VarlenIndex | None]] | None = None
         self.memo: list[tuple[tuple[int, int, int, bytes], list[TemplateSpec]]] | None = None
-        #: sequence units this message carries (v9: 1 packet; IPFIX: data records, None
-        #: when a set's template is unknown and its record count with it)
-        self.units: int | None = 1
+        #: data records (flow and options) of the sets whose template is known; None when
+        #: a set's template is unknown and its record count with it
+        self.records: int | None = 0
         self.reserved_sets = 0
+
+
+#: the export versions flowcap decodes
+VERSIONS: Final = (netflow_v5.VERSION, netflow_v9.VERSION, ipfix.VERSION)
+
+
+def export_version(payload: bytes) -> int | None:
+    """The version field every NetFlow/IPFIX message starts with (uint16), None when the
+    datagram is too short to hold it. The collector labels its received counter with it
+    without interpreting bytes itself."""
+    if len(payload) < 2:
+        return None
+    return (payload[0] << 8) | payload[1]
 
 
 class FlowDecoder:
@@ -139,9 +152,9 @@ class FlowDecoder:
         """
         self.templates.expire_held(received_at_ns)
         try:
-            if len(payload) < 2:
+            version = export_version(payload)
+            if version is None:
                 raise TruncatedDatagram(f"{len(payload)} bytes, no version field", 0)
-            version = (payload[0] << 8) | payload[1]
             if version == ipfix.VERSION:
                 parsed = self._walk_ipfix(payload, exporter)
             elif version == netflow_v9.VERSION:
@@ -332,8 +345,7 @@ class FlowDecoder:
             else:
                 parsed.reserved_sets += 1  # ids 2..255 (v9) / 4..255 (IPFIX): skipped
             position = set_end
-        if is_ipfix:  # v9 counts packets (the default 1), IPFIX data records
-            parsed.units = None if unknown_units else records
+        parsed.records = None if unknown_units else records
 
     def _parse_templates(
         self,
@@ -436,11 +448,10 @@ class FlowDecoder:
             if defined:  # a data set before its template in this same datagram (akvorado)
                 records += self._release_held(exporter, state, defined)
         tracker = state.sequence(version, domain)
-        if version == netflow_v9.VERSION:
-            v9_records = None if parsed.held else records_in_message(parsed)
-            lost = tracker.observe(parsed.sequence, 1, v9_records)
-        else:
-            lost = tracker.observe(parsed.sequence, parsed.units)
+        if version == netflow_v9.VERSION:  # counts packets (some exporters: records)
+            lost = tracker.observe(parsed.sequence, 1, parsed.records)
+        else:  # IPFIX counts data records
+            lost = tracker.observe(parsed.sequence, parsed.records)
         self._count(state, version, 0, lost, received_at_ns)
         return records
 
@@ -591,11 +602,6 @@ class FlowDecoder:
                 lost = tracker.flush()
                 state.sequence_lost += lost
                 self.stats.sequence_lost += lost
-
-
-def records_in_message(parsed: _ParsedDatagram) -> int:
-    """Data records (flow and options) a parsed datagram carries."""
-    return sum(staged[2] for staged in parsed.staged) + sum(o[2] for o in parsed.options or ())
 
 
 def _stage_set(

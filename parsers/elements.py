@@ -907,7 +907,8 @@ _ALL: tuple[Element, ...] = _IANA + _V9_VENDOR + _VMWARE + _OTHER_VENDORS + _REV
 _BY_KEY: Final = MappingProxyType({(e.pen, e.element_id): e for e in _ALL})
 _BY_NAME: Final = MappingProxyType({e.name: e for e in _ALL})
 
-_DURATION_KINDS: Final = frozenset(
+#: kinds of flow durations (folded into ``time_start`` / ``time_end``, no column)
+DURATION_KINDS: Final = frozenset(
     {ElementKind.DURATION_MILLISECONDS, ElementKind.DURATION_MICROSECONDS}
 )
 _VARIABLE_KINDS: Final = frozenset({OCT, STR, LST})
@@ -969,7 +970,7 @@ def column_specs() -> dict[str, ColumnSpec]:
     """
     members: dict[str, list[Element]] = {}
     for element in (*_ALL, *V9_SCOPE_FIELDS.values()):
-        if element.column is not None and element.kind not in _DURATION_KINDS:
+        if element.column is not None and element.kind not in DURATION_KINDS:
             members.setdefault(element.column, []).append(element)
     return {column: _spec_for(column, group) for column, group in members.items()}
 

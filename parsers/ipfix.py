@@ -15,7 +15,7 @@ from construct import Array, ConstructError, If, Int16ub, Int32ub, Struct, this
 
 from parsers.errors import MalformedTemplate
 from parsers.events import FieldSpec, TemplateSpec
-from parsers.fixed_layout import field_names, struct_for
+from parsers.fixed_layout import struct_for
 
 VERSION: Final = 10
 TEMPLATE_SET_ID: Final = 2
@@ -53,10 +53,8 @@ OPTIONS_TEMPLATE_RECORD = Struct(
 )
 
 IPFIX_HEADER_STRUCT: Final = struct_for(IPFIX_HEADER)
-IPFIX_HEADER_FIELDS: Final = field_names(IPFIX_HEADER)
 SET_HEADER_STRUCT: Final = struct_for(SET_HEADER)
 HEADER_SIZE: Final = IPFIX_HEADER_STRUCT.size
-SET_HEADER_SIZE: Final = SET_HEADER_STRUCT.size
 _HEAD: Final = struct.Struct(">HH")
 _U16: Final = struct.Struct(">H")
 

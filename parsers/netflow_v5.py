@@ -10,7 +10,7 @@ from typing import Final
 
 from construct import Int8ub, Int16ub, Int32ub, Struct
 
-from parsers.fixed_layout import dtype_for, field_names, struct_for
+from parsers.fixed_layout import dtype_for, struct_for
 
 VERSION: Final = 5
 
@@ -50,7 +50,6 @@ V5_RECORD = Struct(
 )
 
 V5_HEADER_STRUCT: Final = struct_for(V5_HEADER)
-V5_HEADER_FIELDS: Final = field_names(V5_HEADER)
 V5_RECORD_DTYPE: Final = dtype_for(V5_RECORD)
 HEADER_SIZE: Final = V5_HEADER_STRUCT.size
 RECORD_SIZE: Final = V5_RECORD_DTYPE.itemsize
@@ -78,4 +77,3 @@ COPIED_FIELDS: Final = (
 )
 
 SAMPLING_INTERVAL_MASK: Final = 0x3FFF
-SAMPLING_MODE_SHIFT: Final = 14

@@ -14,7 +14,7 @@ from construct import Array, ConstructError, Int16ub, Int32ub, Struct, this
 
 from parsers.errors import MalformedTemplate
 from parsers.events import FieldSpec, TemplateSpec
-from parsers.fixed_layout import field_names, struct_for
+from parsers.fixed_layout import struct_for
 
 VERSION: Final = 9
 TEMPLATE_FLOWSET_ID: Final = 0
@@ -51,10 +51,8 @@ V9_OPTIONS_TEMPLATE_RECORD = Struct(
 )
 
 V9_HEADER_STRUCT: Final = struct_for(V9_HEADER)
-V9_HEADER_FIELDS: Final = field_names(V9_HEADER)
 FLOWSET_HEADER_STRUCT: Final = struct_for(FLOWSET_HEADER)
 HEADER_SIZE: Final = V9_HEADER_STRUCT.size
-FLOWSET_HEADER_SIZE: Final = FLOWSET_HEADER_STRUCT.size
 _TEMPLATE_HEAD_STRUCT: Final = struct_for(Struct("template_id" / Int16ub, "count" / Int16ub))
 _OPTIONS_HEAD_STRUCT: Final = struct_for(
     Struct("template_id" / Int16ub, "scope_length" / Int16ub, "option_length" / Int16ub)

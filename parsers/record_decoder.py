@@ -25,8 +25,6 @@ from parsers.events import ColumnValues, FieldSpec, TemplateSpec, VarBinary
 from parsers.netflow_v9 import SCOPE_PEN
 from parsers.timebase import TimeField
 
-#: columns the decoder computes from several fields instead of copying one
-FLOW_TIME_COLUMNS: Final = frozenset({"time_start", "time_end"})
 DURATION_COLUMN: Final = "duration"
 
 _VALID_LENGTHS: Final[dict[ElementKind, frozenset[int] | None]] = {
@@ -49,25 +47,8 @@ _VALID_LENGTHS: Final[dict[ElementKind, frozenset[int] | None]] = {
     ElementKind.STRING: None,
     ElementKind.LIST: None,
 }
-_NUMERIC_ON_WIRE: Final = frozenset(
-    {
-        ElementKind.UNSIGNED,
-        ElementKind.SIGNED,
-        ElementKind.IPV4,
-        ElementKind.DATETIME_SECONDS,
-        ElementKind.DATETIME_MILLISECONDS,
-        ElementKind.DATETIME_MICROSECONDS,
-        ElementKind.DATETIME_NANOSECONDS,
-        ElementKind.SYSUPTIME_MILLISECONDS,
-        ElementKind.DELTA_MICROSECONDS,
-        ElementKind.DURATION_MILLISECONDS,
-        ElementKind.DURATION_MICROSECONDS,
-    }
-)
-_TIME_LIKE: Final = elements.TIME_KINDS | {
-    ElementKind.DURATION_MILLISECONDS,
-    ElementKind.DURATION_MICROSECONDS,
-}
+_TIME_LIKE: Final = elements.TIME_KINDS | elements.DURATION_KINDS
+_NUMERIC_ON_WIRE: Final = _TIME_LIKE | {ElementKind.UNSIGNED, ElementKind.SIGNED, ElementKind.IPV4}
 COLUMN_SPECS: Final[dict[str, ColumnSpec]] = elements.column_specs()
 _U16: Final = struct.Struct(">H")
 
@@ -112,37 +93,31 @@ def _fits_column(spec: FieldSpec, element: Element) -> bool:
 def _plan_fields(template: TemplateSpec) -> list[FieldPlan]:
     """Choose, per column, the field with the lowest priority; the rest go to extras."""
     winners: dict[str, tuple[int, int]] = {}  # column -> (priority, field index)
-    candidates: list[tuple[int, FieldSpec, Element | None, bool]] = []
+    candidates: list[tuple[FieldSpec, Element | None, str | None]] = []
     for index, spec in enumerate(template.fields):
         element = element_for(spec)
-        usable = (
+        column = None
+        if (
             element is not None
             and element.column is not None
             and _fits_column(spec, element)
-            and (
-                element.kind
-                not in (ElementKind.DURATION_MILLISECONDS, ElementKind.DURATION_MICROSECONDS)
-                or element.column == DURATION_COLUMN
-            )
-        )
-        candidates.append((index, spec, element, usable))
-        if usable:
-            assert element is not None and element.column is not None  # for type checkers
-            best = winners.get(element.column)
-            if best is None or element.priority < best[0]:
-                winners[element.column] = (element.priority, index)
-    plans: list[FieldPlan] = []
-    for index, spec, element, usable in candidates:
-        column = None
-        if (
-            usable
-            and element is not None
-            and element.column is not None
-            and winners[element.column][1] == index
+            and (element.kind not in elements.DURATION_KINDS or element.column == DURATION_COLUMN)
         ):
             column = element.column
-        plans.append(FieldPlan(index, spec, element, column, extra_key(spec)))
-    return plans
+            best = winners.get(column)
+            if best is None or element.priority < best[0]:
+                winners[column] = (element.priority, index)
+        candidates.append((spec, element, column))
+    return [
+        FieldPlan(
+            index,
+            spec,
+            element,
+            column if column is not None and winners[column][1] == index else None,
+            extra_key(spec),
+        )
+        for index, (spec, element, column) in enumerate(candidates)
+    ]
 
 
 def _wire_code(plan: FieldPlan) -> str:
@@ -286,10 +261,6 @@ class RecordLayout:
                 )
             count += 1
         return VarlenIndex(count, positions)
-
-    def count_fixed(self, body_length: int) -> int:
-        """Whole records in a fixed-length set body; the rest is padding."""
-        return body_length // self.record_size if self.record_size else 0
 
     # -- decoding whole buffers ------------------------------------------------------
 

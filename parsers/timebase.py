@@ -26,6 +26,14 @@ UPTIME_WRAP_MS: Final = 1 << 32
 UNKNOWN_NS: Final = np.iinfo(np.int64).min
 
 
+def uptime_difference_ms(later_ms: np.ndarray, earlier_ms: np.ndarray) -> np.ndarray:
+    """``later - earlier`` of two sysUpTime stamps in ms: modulo 2**32, read as signed
+    (int64), so a difference across the counter's wrap stays small."""
+    later = np.asarray(later_ms, dtype=np.int64).astype(np.uint32)
+    earlier = np.asarray(earlier_ms, dtype=np.int64).astype(np.uint32)
+    return (later - earlier).view(np.int32).astype(np.int64)
+
+
 def uptime_to_unix_ns(
     export_unix_ns: np.ndarray, header_uptime_ms: np.ndarray, event_uptime_ms: np.ndarray
 ) -> np.ndarray:
@@ -35,9 +43,7 @@ def uptime_to_unix_ns(
     happened ``header - event`` ms earlier, modulo 2**32, signed (events slightly after
     the header time, seen on Cisco, stay slightly after it).
     """
-    header = np.asarray(header_uptime_ms, dtype=np.int64).astype(np.uint32)
-    event = np.asarray(event_uptime_ms, dtype=np.int64).astype(np.uint32)
-    delta_ms = (header - event).view(np.int32).astype(np.int64)
+    delta_ms = uptime_difference_ms(header_uptime_ms, event_uptime_ms)
     return np.asarray(export_unix_ns, dtype=np.int64) - delta_ms * NS_PER_MS
 
 
@@ -161,10 +167,7 @@ def resolve_flow_times(
     ):
         unanchored = ~(start_known & end_known)
         if unanchored.any():
-            span = (
-                end.values.astype(np.int64).astype(np.uint32)
-                - start.values.astype(np.int64).astype(np.uint32)
-            ).view(np.int32).astype(np.int64) * NS_PER_MS
+            span = uptime_difference_ms(end.values, start.values) * NS_PER_MS
             end_ns = np.where(unanchored, export_ns, end_ns)
             start_ns = np.where(unanchored, export_ns - span, start_ns)
             start_known = end_known = np.ones(rows, dtype=bool)

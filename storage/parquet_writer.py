@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from storage.naming import FileKind, parse_name
 from storage.schema import FLOW_SCHEMA
-from storage.spool import SpoolReader, fsync_directory, lock_existing, lock_new_file
+from storage.spool import SpoolReader, fsync_directory, lock_existing, locked_temp_file
 from storage.summaries import SummaryBuilder, ensure_summary, publish_summary
 
 ROW_GROUP_ROWS: Final = 1_000_000
@@ -135,12 +135,9 @@ def write_parquet(
     Raises ``FileExistsError`` if ``path`` exists (nothing is replaced), ``OSError`` on
     I/O errors; either way no temporary file is left behind.
     """
-    temp = path.with_name(f".{path.name}.tmp")
     file_schema = schema.with_metadata(metadata or {})
-    lock_fd = _create_temp(temp)
     rows = groups = 0
-    try:
-        lock_new_file(lock_fd, temp)
+    with locked_temp_file(path) as (temp, fd):
         conformed = (conform(b, schema) for b in batches)
         import pyarrow.parquet as pq
 
@@ -151,33 +148,10 @@ def write_parquet(
                 writer.write_table(group, row_group_size=group.num_rows)
                 rows += group.num_rows
                 groups += 1
-        os.fsync(lock_fd)
+        os.fsync(fd)
         publish(temp, path)
-        size = os.fstat(lock_fd).st_size
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    finally:
-        os.close(lock_fd)
+        size = os.fstat(fd).st_size
     return WrittenFile(path, rows, groups, size)
-
-
-def _create_temp(temp: Path) -> int:
-    """A new temporary file; a stale one of the same name (a crash, nobody holding its
-    lock) is removed first."""
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        return os.open(temp, flags, 0o644)
-    except FileExistsError:
-        stale = lock_existing(temp)
-        if stale is None:
-            raise  # a live process is writing it
-        try:
-            temp.unlink()
-        finally:
-            os.close(stale)
-        return os.open(temp, flags, 0o644)
 
 
 def publish(temp: Path, path: Path) -> None:

@@ -269,13 +269,7 @@ def _scan_one(
 ) -> Iterator[pa.RecordBatch]:
     try:
         if source.kind is FileKind.PARQUET:
-            import pyarrow.dataset as ds  # here: ~30 ms of imports (fs, s3, ssl) a query
-            # answered from summaries never needs
-
-            dataset = ds.dataset(source.path, schema=schema, format="parquet")
-            for batch in dataset.to_batches(columns=columns, filter=filter):
-                if batch.num_rows:
-                    yield batch
+            yield from _matching(source.path, schema, columns, filter)
         else:
             yield from _scan_spool(source, schema, columns, filter, on_problem)
     except (OSError, pa.ArrowException) as error:
@@ -292,12 +286,7 @@ def _scan_spool(
     reader = SpoolReader(source.path)
     try:
         for batch in reader:
-            import pyarrow.dataset as ds
-
-            dataset = ds.dataset(pa.Table.from_batches([batch])).replace_schema(schema)
-            for part in dataset.to_batches(columns=columns, filter=filter):
-                if part.num_rows:
-                    yield part
+            yield from _matching(pa.Table.from_batches([batch]), schema, columns, filter)
     except FileNotFoundError:
         if source.name is None or reader.frames:
             raise
@@ -307,3 +296,23 @@ def _scan_spool(
         return
     if reader.problem is not None:
         on_problem(ReadProblem(source.path, f"damaged spool, rest skipped: {reader.problem}"))
+
+
+def _matching(
+    data: Path | pa.Table,
+    schema: pa.Schema,
+    columns: list[str],
+    filter: pc.Expression | None,
+) -> Iterator[pa.RecordBatch]:
+    """The non-empty batches of ``columns`` (typed as ``schema`` says, absent ones null)
+    whose rows match ``filter``, of a Parquet file or of one spool batch."""
+    import pyarrow.dataset as ds  # here: ~30 ms of imports (fs, s3, ssl) a query
+    # answered from summaries never needs
+
+    if isinstance(data, pa.Table):
+        dataset = ds.dataset(data).replace_schema(schema)
+    else:
+        dataset = ds.dataset(data, schema=schema, format="parquet")
+    for batch in dataset.to_batches(columns=columns, filter=filter):
+        if batch.num_rows:
+            yield batch

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Final
 
 from storage.naming import SUBDIR_FORMATS, FileKind, FlowFileName, subdir, walk_flow_files
-from storage.summaries import SUMMARY_SUFFIX
+from storage.summaries import summary_path_text
 
 #: nfexpire's time units (its ``H`` and ``M``; lower case taken as the same, so in an age
 #: ``m`` is minutes, never months) and ``s`` for seconds
@@ -51,7 +51,6 @@ BYTES_PER_UNIT: Final = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "
 #: a hundred years: a longer age is a typo, and larger values overflow datetime users
 MAX_AGE_S: Final = 100 * 365 * 86_400
 
-_PARQUET_SUFFIX: Final = f".{FileKind.PARQUET}"
 _DURATION_PART = re.compile(r"(\d+)([wdhms]?)", re.IGNORECASE)
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgt]?)b?", re.IGNORECASE)
 
@@ -133,10 +132,9 @@ class StoredFile:
 
     @property
     def summary_path(self) -> Path | None:
-        """``summary_path_for``'s name, without parsing the flow file's name again."""
         if self.summary_bytes is None:
             return None
-        return Path(os.fspath(self.path).removesuffix(_PARQUET_SUFFIX) + SUMMARY_SUFFIX)
+        return Path(summary_path_text(os.fspath(self.path)))
 
     @property
     def total_bytes(self) -> int:
@@ -166,9 +164,8 @@ def list_stored_files(root: Path) -> list[StoredFile]:
             continue
         summary_bytes = None
         if item.name.kind is FileKind.PARQUET:
-            summary_text = path_text.removesuffix(_PARQUET_SUFFIX) + SUMMARY_SUFFIX
             with contextlib.suppress(FileNotFoundError):
-                summary_bytes = os.stat(summary_text).st_size
+                summary_bytes = os.stat(summary_path_text(path_text)).st_size
         found.append(StoredFile(item.path, item.name, size_bytes, summary_bytes))
     return sorted(found, key=lambda f: f.age_key)
 

@@ -1,4 +1,5 @@
-"""The crash-safe log of the interval being written: all spool framing lives here.
+"""The crash-safe log of the interval being written: all spool framing lives here, with
+the file primitives the other writers share (locks, directory fsync, temporary files).
 
 A spool is a sequence of frames, one per appended record batch::
 
@@ -22,6 +23,7 @@ a reader needs nothing but the frame. What a reader may rely on:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 import pyarrow as pa
+
+from storage.naming import TEMP_SUFFIX
 
 MAGIC: Final = b"FCS1"
 FRAME_HEADER: Final = struct.Struct("<4sQI")
@@ -63,6 +67,41 @@ def lock_new_file(fd: int, path: Path) -> None:
     here, there = os.fstat(fd), os.stat(path)
     if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
         raise FileNotFoundError(errno.ENOENT, "removed while being created", str(path))
+
+
+@contextlib.contextmanager
+def locked_temp_file(path: Path) -> Iterator[tuple[Path, int]]:
+    """(temporary path, fd) of a new file to be renamed ``path`` before the block ends:
+    ``.NAME.tmp`` in the same directory, locked while the block runs (recovery removes
+    only unlocked temporary files), removed if the block raises, closed after it. A
+    stale one of that name (a crash, nobody holding its lock) is replaced;
+    ``FileExistsError`` when a live process is writing it."""
+    temp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    fd = _create_temp(temp)
+    try:
+        lock_new_file(fd, temp)
+        yield temp, fd
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    finally:
+        os.close(fd)
+
+
+def _create_temp(temp: Path) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(temp, flags, 0o644)
+    except FileExistsError:
+        stale = lock_existing(temp)
+        if stale is None:
+            raise  # a live process is writing it
+        try:
+            temp.unlink()
+        finally:
+            os.close(stale)
+        return os.open(temp, flags, 0o644)
 
 
 def encode_frame(

@@ -35,7 +35,6 @@ where each key set is (batch, offset, rows) and the totals. Sizes: ``docs/storag
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -49,9 +48,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage.naming import TEMP_SUFFIX, FileKind, parse_name, walk_flow_files
+from storage.naming import FileKind, parse_name, walk_flow_files
 from storage.schema import FLOW_SCHEMA, TIME_TYPE
-from storage.spool import fsync_directory, lock_new_file
+from storage.spool import fsync_directory, locked_temp_file
 
 SUMMARY_SUFFIX: Final = ".summary"
 FORMAT_VERSION: Final = 1
@@ -85,9 +84,10 @@ BUFFER_ROWS: Final = 262_144
 #: a key set with fewer rows shares a batch with the other small ones
 OWN_BATCH_ROWS: Final = 1024
 #: a key set with more keys than this share of the file's flows (and more than
-#: OWN_BATCH_ROWS) is left out: scanning the file costs little more than reading it.
-#: Measured on 100 k vDS-like flows: ephemeral source ports have 24 k keys, 73 % of the
-#: summary's bytes, and a scan of them reads ~2x more; addresses have 4-5 % (kept).
+#: OWN_BATCH_ROWS) is left out, unless its keys are narrow (``BOUNDED_KEY_BITS``):
+#: scanning the file costs little more than reading it. Measured on 100 k vDS-like
+#: flows: addresses have 4-5 % keys (kept); ephemeral source ports 24 k, 73 % of the
+#: summary's bytes, a scan of them reading ~2x more (kept as narrow keys, see below).
 MAX_KEYS_SHARE: Final = 0.125
 #: key columns at most this wide (ports, protocol, ToS, masks) have few possible keys:
 #: their sets are kept whatever their share. A top-ports query over a busy vDS (return
@@ -96,6 +96,13 @@ MAX_KEYS_SHARE: Final = 0.125
 BOUNDED_KEY_BITS: Final = 16
 #: partial groups of one key set are merged once they hold this many rows
 MERGE_ROWS: Final = 1_000_000
+_PARQUET_SUFFIX: Final = f".{FileKind.PARQUET}"
+#: the key sets of narrow keys only, kept whatever their share
+_BOUNDED_KEY_SETS: Final = frozenset(
+    keys for keys in SUMMARY_KEYS if all(
+        pa.types.is_integer(t := FLOW_SCHEMA.field(k).type) and t.bit_width <= BOUNDED_KEY_BITS
+        for k in keys)
+)  # fmt: skip
 _TIME_COLUMNS: Final = ("time_start", "time_end")
 _INPUT_COLUMNS: Final = tuple(
     dict.fromkeys(
@@ -389,7 +396,14 @@ def summary_path_for(flow_file: Path) -> Path | None:
     name = parse_name(flow_file.name)
     if name is None or name.kind is not FileKind.PARQUET:
         return None
-    return flow_file.with_name(flow_file.name.removesuffix(f".{FileKind.PARQUET}") + SUMMARY_SUFFIX)
+    return flow_file.with_name(summary_path_text(flow_file.name))
+
+
+def summary_path_text(flow_file: str) -> str:
+    """``summary_path_for`` as text, of a path known to name a finished flow file: for
+    retention's listing of every file (~100,000 a year), where parsing each name again
+    and ``Path`` objects cost more than the system calls."""
+    return flow_file.removesuffix(_PARQUET_SUFFIX) + SUMMARY_SUFFIX
 
 
 def _key_set_name(keys: Sequence[str]) -> str:
@@ -422,18 +436,16 @@ def _stored_table(keys: tuple[str, ...], table: pa.Table) -> pa.Table:
 def _stored_batches(summary: FlowSummary) -> tuple[list[pa.RecordBatch], dict[str, list[int]]]:
     """The batches to write and, per key set, ``[batch, offset, rows]``: a large set
     gets a batch of its own, the small ones share one (a batch costs ~1 KB of headers),
-    one with nearly a key per flow is left out (``MAX_KEYS_SHARE``)."""
+    one with nearly a key per flow is left out (``MAX_KEYS_SHARE``) unless its keys
+    are narrow (``BOUNDED_KEY_BITS``)."""
     too_many = max(OWN_BATCH_ROWS, MAX_KEYS_SHARE * summary.totals.rows)
-    bounded = {keys for keys in SUMMARY_KEYS if all(
-        pa.types.is_integer(t := FLOW_SCHEMA.field(k).type) and t.bit_width <= BOUNDED_KEY_BITS
-        for k in keys)}  # fmt: skip
     batches: list[pa.RecordBatch] = []
     places: dict[str, list[int]] = {}
     shared: list[pa.Table] = []
     shared_rows = 0
     for keys in SUMMARY_KEYS:
         table = summary.tables[keys]
-        if not table.num_rows or (table.num_rows > too_many and keys not in bounded):
+        if not table.num_rows or (table.num_rows > too_many and keys not in _BOUNDED_KEY_SETS):
             continue
         stored = _stored_table(keys, table)
         if table.num_rows >= OWN_BATCH_ROWS:
@@ -466,15 +478,7 @@ def write_summary(summary: FlowSummary, flow_file: Path) -> Path:
         "totals": asdict(summary.totals),
     }
     schema = _STORED_SCHEMA.with_metadata({METADATA_KEY: json.dumps(footer)})
-    temp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
-    fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        lock_new_file(fd, temp)  # BlockingIOError: another process writes it right now
-    except BaseException:
-        os.close(fd)
-        raise
-    try:
-        os.ftruncate(fd, 0)  # a stale one left by a crash
+    with locked_temp_file(path) as (temp, fd):
         with (
             pa.OSFile(str(temp), "wb") as sink,
             pa.ipc.new_file(sink, schema, options=_IPC_OPTIONS) as writer,
@@ -484,12 +488,6 @@ def write_summary(summary: FlowSummary, flow_file: Path) -> Path:
         os.fsync(fd)
         os.rename(temp, path)
         fsync_directory(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    finally:
-        os.close(fd)
     return path
 
 

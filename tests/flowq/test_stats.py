@@ -347,7 +347,7 @@ def test_packed_grouping_gives_the_same_groups(keys: list[str], seed: int) -> No
 
     def integer(name: str, pool: int) -> pa.Array:
         kind = FLOW_SCHEMA.field(name).type
-        values = rng.integers(0, pool, rows) * (2 ** kind.bit_width // pool)
+        values = rng.integers(0, pool, rows) * (2**kind.bit_width // pool)
         return pa.array(values, kind, mask=rng.random(rows) < null_share)
 
     is_v6 = rng.random(rows) < v6_share

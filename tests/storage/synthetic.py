@@ -1,15 +1,17 @@
-"""Synthetic flows for the storage tests: parser batches of a few template shapes, and
-row-level comparison of what went in with what comes out."""
+"""Synthetic flows for the storage tests: parser batches of a few template shapes,
+spools of them, and row-level comparison of what went in with what comes out."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from parsers.events import FlowBatch, VarBinary
 from storage.schema import to_record_batch
+from storage.spool import SpoolWriter
 
 NS = 1_000_000_000
 BASE_S = 1_763_800_200  # 2025-11-22 08:30:00 UTC, a multiple of 300
@@ -60,6 +62,17 @@ def record_batches(count: int, rows: int, t0_s: float = BASE_S, step_s: float = 
         to_record_batch(flow_batch(rows, t0_s + i * step_s, seed + i, shape=i % 3))
         for i in range(count)
     ]
+
+
+def write_spool(path: Path, batches: list[pa.RecordBatch]) -> list[int]:
+    """A closed spool of ``batches``; the file size after each frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with SpoolWriter(path) as writer:
+        ends = []
+        for batch in batches:
+            writer.append(batch)
+            ends.append(writer.size)
+    return ends
 
 
 def row_set(batches: Iterable[pa.RecordBatch | pa.Table]) -> list[str]:

@@ -26,7 +26,7 @@ from storage.parquet_writer import (
 from storage.schema import FLOW_SCHEMA, to_record_batch
 from storage.spool import SpoolWriter
 from tests.corpus import RECEIVED_AT_NS, group, group_ids
-from tests.storage.synthetic import BASE_S, record_batches, row_set
+from tests.storage.synthetic import BASE_S, record_batches, row_set, write_spool
 
 FINAL = "flowcap.202511220830-202511220835.0.0.parquet"
 SPOOL = "flowcap.202511220830-202511220835.0.0.spool"
@@ -125,9 +125,7 @@ def test_conform_fills_absent_columns_with_nulls():
 def test_convert_spool_is_idempotent(tmp_path):
     spool = tmp_path / SPOOL
     batches = record_batches(4, 25)
-    with SpoolWriter(spool) as writer:
-        for batch in batches:
-            writer.append(batch)
+    write_spool(spool, batches)
     result = convert_spool(spool)
     assert result is not None and result.rows == 100 and result.parquet == tmp_path / FINAL
     assert not spool.exists()

@@ -26,7 +26,7 @@ from storage.reader import (
 from storage.schema import FLOW_SCHEMA, to_record_batch
 from storage.spool import SpoolWriter
 from tests.corpus import RECEIVED_AT_NS, group, group_ids
-from tests.storage.synthetic import BASE_S, record_batches, row_set
+from tests.storage.synthetic import BASE_S, record_batches, row_set, write_spool
 
 
 def parquet_name(start: int, sequence: int = 0, worker: int = 0) -> str:
@@ -83,10 +83,7 @@ def test_scan_reads_parquet_and_live_spool_together(tmp_path):
 
 def test_spool_with_its_parquet_twin_is_read_once(tmp_path):
     batches = record_batches(2, 10)
-    spool = tmp_path / FlowFileName(BASE_S, BASE_S + 300, 0, 0, FileKind.SPOOL).name
-    with SpoolWriter(spool) as writer:
-        for batch in batches:
-            writer.append(batch)
+    write_spool(tmp_path / FlowFileName(BASE_S, BASE_S + 300, 0, 0, FileKind.SPOOL).name, batches)
     write(tmp_path / parquet_name(BASE_S), batches)  # as if killed before removing it
     assert [s.kind for s in flow_files([tmp_path])] == [FileKind.PARQUET]
     assert row_set(scan([tmp_path])) == row_set(batches)
@@ -95,9 +92,7 @@ def test_spool_with_its_parquet_twin_is_read_once(tmp_path):
 def test_spool_rotated_after_listing_is_read_from_its_parquet(tmp_path):
     batches = record_batches(2, 10)
     spool = tmp_path / FlowFileName(BASE_S, BASE_S + 300, 0, 0, FileKind.SPOOL).name
-    with SpoolWriter(spool) as writer:
-        for batch in batches:
-            writer.append(batch)
+    write_spool(spool, batches)
     sources = flow_files([tmp_path])
     assert [s.kind for s in sources] == [FileKind.SPOOL]
     convert_spool(spool)
@@ -116,9 +111,7 @@ def test_damaged_files_are_skipped_and_reported(tmp_path, caplog):
     damaged.write_bytes(bytes(data))
     spool = tmp_path / FlowFileName(BASE_S, BASE_S + 300, 1, 0, FileKind.SPOOL).name
     spooled = record_batches(3, 10, seed=9)
-    with SpoolWriter(spool) as writer:
-        for batch in spooled:
-            writer.append(batch)
+    write_spool(spool, spooled)
     data = bytearray(spool.read_bytes())
     data[-50] ^= 0xFF  # the last frame is damaged
     spool.write_bytes(bytes(data))

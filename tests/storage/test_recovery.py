@@ -19,23 +19,13 @@ from storage.naming import FileKind, FlowFileName, list_flow_files, subdir
 from storage.recovery import recover, recover_spools
 from storage.spool import SpoolWriter
 from storage.summaries import summary_path_for
-from tests.storage.synthetic import BASE_S, record_batches, row_set
+from tests.storage.synthetic import BASE_S, record_batches, row_set, write_spool
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def spool_name(start: int = BASE_S, worker: int = 0, sequence: int = 0) -> FlowFileName:
     return FlowFileName(start, start + 300, worker, sequence, FileKind.SPOOL)
-
-
-def write_spool(path: Path, batches: list[pa.RecordBatch]) -> list[int]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with SpoolWriter(path) as writer:
-        ends = []
-        for batch in batches:
-            writer.append(batch)
-            ends.append(writer.size)
-    return ends
 
 
 def stored_rows(base: Path) -> list[str]:
